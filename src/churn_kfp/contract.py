@@ -1,0 +1,116 @@
+"""The landing-zone data contract, written once.
+
+Import, ingestion/validation and the serving input checks all use these
+definitions; ``docs/data-contract.md`` describes them for humans.
+
+Timestamps are naive and mean UTC. Amounts are in the shop's currency (one currency
+per landing zone). Customer ids are strings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandera.pandas as pa
+
+TRANSACTIONS = "transactions"
+CUSTOMERS = "customers"
+FEEDBACK = "feedback"
+
+AGE_RANGE = (16, 100)
+
+
+@dataclass(frozen=True)
+class TableContract:
+    """One landing-zone table.
+
+    Attributes:
+        name: Logical table name.
+        folder: Folder under ``raw/`` in the landing zone.
+        file_prefix: Prefix of the partition files (``sales_2025_01.csv``).
+        required: Columns that must be present.
+        optional: Columns that may be present.
+        partitioned: Whether the table is split into date partitions.
+        time_column: The column that decides the partition, if partitioned.
+    """
+
+    name: str
+    folder: str
+    file_prefix: str
+    required: tuple[str, ...]
+    optional: tuple[str, ...]
+    partitioned: bool
+    time_column: str | None = None
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """Required then optional columns."""
+        return self.required + self.optional
+
+
+TABLES: dict[str, TableContract] = {
+    TRANSACTIONS: TableContract(
+        name=TRANSACTIONS,
+        folder="sales",
+        file_prefix="sales",
+        required=("customer_id", "timestamp", "amount"),
+        optional=("order_id", "quantity", "product_id"),
+        partitioned=True,
+        time_column="timestamp",
+    ),
+    CUSTOMERS: TableContract(
+        name=CUSTOMERS,
+        folder="customers",
+        file_prefix="customers",
+        required=("customer_id",),
+        optional=("signup_date", "age", "gender", "location", "segment"),
+        partitioned=False,
+    ),
+    FEEDBACK: TableContract(
+        name=FEEDBACK,
+        folder="feedback",
+        file_prefix="feedback_raw",
+        required=("customer_id", "timestamp", "text"),
+        optional=(),
+        partitioned=True,
+        time_column="timestamp",
+    ),
+}
+
+_COLUMN_SPECS: dict[str, dict[str, pa.Column]] = {
+    TRANSACTIONS: {
+        "customer_id": pa.Column(str, nullable=False),
+        "timestamp": pa.Column("datetime64[ns]", nullable=False),
+        "amount": pa.Column(float, nullable=True),
+        "order_id": pa.Column(str, nullable=True, required=False),
+        "quantity": pa.Column(float, nullable=True, required=False),
+        "product_id": pa.Column(str, nullable=True, required=False),
+    },
+    CUSTOMERS: {
+        "customer_id": pa.Column(str, nullable=False, unique=True),
+        "signup_date": pa.Column("datetime64[ns]", nullable=True, required=False),
+        "age": pa.Column(float, nullable=True, required=False),
+        "gender": pa.Column(str, nullable=True, required=False),
+        "location": pa.Column(str, nullable=True, required=False),
+        "segment": pa.Column(str, nullable=True, required=False),
+    },
+    FEEDBACK: {
+        "customer_id": pa.Column(str, nullable=False),
+        "timestamp": pa.Column("datetime64[ns]", nullable=False),
+        "text": pa.Column(str, nullable=True),
+    },
+}
+
+
+def schema(table: str) -> pa.DataFrameSchema:
+    """Returns the pandera schema of a clean (validated) table.
+
+    Args:
+        table: One of ``transactions``, ``customers``, ``feedback``.
+
+    Returns:
+        A schema that coerces types and rejects missing required columns.
+    """
+    if table not in _COLUMN_SPECS:
+        raise KeyError(f"unknown table {table!r}; known tables: {sorted(_COLUMN_SPECS)}")
+    return pa.DataFrameSchema(_COLUMN_SPECS[table], coerce=True, strict=False, name=table)
