@@ -1,0 +1,55 @@
+# churn-kfp: `make help` lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export CHURN_HOME ?= $(CURDIR)/.churn
+# IMAGE=registry/churn:tag make compile  -> components run in that image on a cluster.
+ifdef IMAGE
+export CHURN_IMAGE := $(IMAGE)
+endif
+
+.PHONY: help install run test test-fast lint format compile bench simulate serve predict \
+        example-cdnow submit schedule images clean
+
+help: ## Show this help
+	@awk 'BEGIN {FS = ":.*## "; printf "churn-kfp targets (local state lives in CHURN_HOME, default .churn/):\n\n"} \
+	     /^[a-zA-Z_-]+:.*## / {printf "  %-15s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(STAMP): pyproject.toml requirements.lock
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.lock
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -e .
+	@touch $(STAMP)
+
+install: $(STAMP) ## Create .venv if missing and install the pinned project
+
+run: $(STAMP) ## Train, evaluate and register a churn model locally (kfp.local, no cluster)
+	$(BIN)/churn run
+
+test: $(STAMP) ## Run the whole test suite (unit, pipeline, serving, storage, manifests)
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest
+
+test-fast: $(STAMP) ## Run the unit tests only
+	$(BIN)/python -m pytest tests/unit -q
+
+lint: $(STAMP) ## Lint and check formatting with ruff
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP) ## Format the code with ruff
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+compile: $(STAMP) ## Compile the pipelines to build/pipelines/*.yaml
+	$(BIN)/churn compile --out-dir build/pipelines
+
+bench: $(STAMP) ## Measure speed and memory; prints figures, writes bench/results/*.json
+	$(BIN)/python bench/run_all.py --out-dir bench/results
+
+clean: ## Remove local state (CHURN_HOME) and build outputs (keeps .venv)
+	rm -rf "$(CHURN_HOME)" build bench/results

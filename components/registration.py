@@ -1,0 +1,86 @@
+"""Component: log and register the chosen model in MLflow; promote it if it wins."""
+
+from kfp.dsl import HTML, Artifact, Dataset, Input, Model
+
+from churn_kfp.components._base import churn_component
+
+
+@churn_component
+def register_model(
+    best_model: Input[Model],
+    evaluation: Input[Artifact],
+    labelled: Input[Dataset],
+    quality_report: Input[Artifact],
+    cutoff_plan: Input[Artifact],
+    report: Input[HTML],
+    tracking_uri: str,
+    pipeline_name: str,
+    pipeline_run_id: str,
+    min_f1: float,
+    min_roc_auc: float,
+    max_train_test_gap: float,
+    promotion_margin: float,
+) -> str:
+    """Registers a new ``churn-classifier`` version; gives it the ``champion`` alias if it wins.
+
+    The version is tagged with data lineage (range, rows, hash, git commit, pipeline run).
+    A failing gate or a lost comparison leaves the current champion untouched.
+
+    Args:
+        tracking_uri: MLflow tracking URI; empty means ``MLFLOW_TRACKING_URI`` (or the local
+            default under ``CHURN_HOME``).
+        min_f1: Gate: minimum test F1.
+        min_roc_auc: Gate: minimum test ROC AUC.
+        max_train_test_gap: Gate: largest allowed train-minus-test ROC AUC.
+        promotion_margin: The challenger must beat the champion by more than this.
+
+    Returns:
+        A JSON summary: version, champion, decision, metrics, lineage, report path.
+    """
+    import json
+
+    import pandas as pd
+
+    from churn_kfp import lineage, registry, training
+    from churn_kfp.config import Settings
+
+    settings = Settings.from_env()
+    registry.connect(tracking_uri or settings.tracking_uri, settings.artifact_root)
+    candidate = training.load_candidate(best_model.path)
+    with open(evaluation.path) as handle:
+        result = json.load(handle)
+    table = pd.read_parquet(labelled.path)
+    with open(cutoff_plan.path) as handle:
+        plan = json.load(handle)
+    tags = lineage.lineage_tags(
+        table,
+        plan=plan,
+        pipeline_name=pipeline_name,
+        pipeline_run_id=pipeline_run_id,
+        quality_report_path=quality_report.path,
+    )
+    summary = registry.register_and_decide(
+        candidate,
+        evaluation=result,
+        table=table,
+        lineage=tags,
+        artifacts={"evaluation_report.html": report.path, "evaluation.json": evaluation.path},
+        gate_config=registry.GateConfig(
+            min_f1=min_f1,
+            min_roc_auc=min_roc_auc,
+            max_train_test_gap=max_train_test_gap,
+            promotion_margin=promotion_margin,
+        ),
+        run_name=f"{pipeline_name}-{pipeline_run_id}"[:250],
+    )
+    summary.update(
+        {
+            "pipeline": pipeline_name,
+            "pipeline_run_id": pipeline_run_id,
+            "report_path": report.path,
+            "evaluation_path": evaluation.path,
+            "lineage": tags,
+        }
+    )
+    print(json.dumps(summary, indent=2, default=str))
+    return json.dumps(summary, default=str)

@@ -1,0 +1,41 @@
+"""Component: train one candidate model with a bounded hyperparameter search."""
+
+from kfp.dsl import Dataset, Input, Metrics, Model, Output
+
+from churn_kfp.components._base import churn_component
+
+
+@churn_component
+def train_model(
+    labelled: Input[Dataset],
+    model_type: str,
+    n_iter: int,
+    seed: int,
+    model: Output[Model],
+    validation_metrics: Output[Metrics],
+) -> float:
+    """Fits ``model_type`` on the training cutoffs; tunes on the validation cutoff.
+
+    Args:
+        model_type: ``xgboost``, ``logistic_regression`` or ``random_forest``.
+        n_iter: Hyperparameter settings to try (random search, seeded).
+        seed: Random seed.
+
+    Returns:
+        The validation score used to choose between candidates.
+    """
+    import pandas as pd
+
+    from churn_kfp import training
+
+    candidate = training.train_candidate(
+        pd.read_parquet(labelled.path), model_type, n_iter=n_iter, seed=seed
+    )
+    training.save_candidate(candidate, model.path)
+    model.metadata.update({"model_type": model_type, "threshold": candidate.threshold})
+    for name, value in candidate.validation_metrics.items():
+        if isinstance(value, int | float) and value == value:
+            validation_metrics.log_metric(name, float(value))
+    score = float(candidate.validation_metrics[training.SELECTION_METRIC])
+    print(f"{model_type}: validation {training.SELECTION_METRIC} {score:.4f}")
+    return score

@@ -1,0 +1,1 @@
+"""Pipeline definitions: wiring only (which component feeds which, loops, conditions)."""

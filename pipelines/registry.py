@@ -1,0 +1,6 @@
+"""Every pipeline the project ships, by the name it is compiled and uploaded under."""
+
+from churn_kfp.config import TRAINING_PIPELINE
+from churn_kfp.pipelines.training import training_pipeline
+
+PIPELINES = {TRAINING_PIPELINE: training_pipeline}

@@ -1,0 +1,1 @@
+"""One module per ``churn`` sub-command; each exposes ``register(subparsers)``."""

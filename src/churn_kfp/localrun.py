@@ -1,0 +1,124 @@
+"""Run the pipelines on this machine through KFP's own local runner (no cluster)."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import re
+import sys
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from churn_kfp.config import Settings
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_EXCEPTION_LINE = re.compile(r"^(?:[A-Za-z_][\w.]*\.)?[A-Z]\w*(?:Error|Exception)\b:\s*(.+)$")
+_FAILED_TASK = re.compile(r"Inner task failed: '([^']+)'")
+
+
+class PipelineRunError(RuntimeError):
+    """A local pipeline run failed; the message names the task and the cause."""
+
+    def __init__(self, pipeline: str, task: str | None, cause: str | None):
+        self.pipeline, self.task, self.cause = pipeline, task, cause
+        where = f"step '{task}'" if task else "a step"
+        super().__init__(f"pipeline '{pipeline}' failed in {where}: {cause or 'see the log above'}")
+
+
+class _Tee(io.TextIOBase):
+    """Writes through to a stream (unless quiet) and keeps the last lines."""
+
+    def __init__(self, stream, keep: int, quiet: bool):
+        self.stream, self.quiet = stream, quiet
+        self.lines: deque[str] = deque(maxlen=keep)
+        self._partial = ""
+
+    def write(self, text: str) -> int:
+        if not self.quiet:
+            self.stream.write(text)
+        self._partial += text
+        *complete, self._partial = self._partial.split("\n")
+        self.lines.extend(complete)
+        return len(text)
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+
+@contextlib.contextmanager
+def _capture(quiet: bool, keep: int = 2000) -> Iterator[_Tee]:
+    tee = _Tee(sys.stdout, keep, quiet)
+    with contextlib.redirect_stdout(tee):
+        yield tee
+
+
+def error_from_log(lines: list[str]) -> tuple[str | None, str | None]:
+    """Finds the failed task and the last exception message in a kfp.local log."""
+    task = cause = None
+    for raw in reversed(lines):
+        line = _ANSI.sub("", raw).strip()
+        if task is None and (match := _FAILED_TASK.search(line)):
+            task = match.group(1)
+        if cause is None and (match := _EXCEPTION_LINE.match(line)):
+            if "finished with status" not in line:
+                cause = line
+        if task and cause:
+            break
+    return task, cause
+
+
+def prepare_environment(settings: Settings) -> None:
+    """Creates the local state folders and exports the settings to the task processes."""
+    for path in (settings.home, settings.pipeline_root, settings.reports_dir, settings.state_dir):
+        path.mkdir(parents=True, exist_ok=True)
+    if not settings.landing_zone.startswith("s3://"):
+        Path(settings.landing_zone).mkdir(parents=True, exist_ok=True)
+    os.environ.update(
+        {
+            "CHURN_HOME": str(settings.home),
+            "CHURN_LANDING_ZONE": settings.landing_zone,
+            "MLFLOW_TRACKING_URI": settings.tracking_uri,
+            "CHURN_ARTIFACT_ROOT": settings.artifact_root,
+        }
+    )
+
+
+def run_locally(
+    pipeline_func: Callable, arguments: dict, settings: Settings, quiet: bool = False
+) -> tuple[str | None, float]:
+    """Runs a pipeline with ``kfp.local.SubprocessRunner`` in this virtualenv.
+
+    Args:
+        pipeline_func: A ``@dsl.pipeline`` function.
+        arguments: Pipeline parameters.
+        settings: Where local state lives.
+        quiet: Hide the task logs (they are still searched for the error on failure).
+
+    Returns:
+        The pipeline's return value (if any) and the elapsed seconds.
+
+    Raises:
+        PipelineRunError: A step failed; the message names the step and the error.
+    """
+    from kfp import local
+
+    prepare_environment(settings)
+    local.init(
+        runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(settings.pipeline_root)
+    )
+    name = getattr(pipeline_func, "name", getattr(pipeline_func, "__name__", "pipeline"))
+    started = time.perf_counter()
+    with _capture(quiet) as tee:
+        try:
+            task = pipeline_func(**arguments)
+        except RuntimeError as exc:
+            lines = [*tee.lines, *str(exc).splitlines()]
+            failed_task, cause = error_from_log(lines)
+            raise PipelineRunError(name, failed_task, cause) from exc
+    output = None
+    with contextlib.suppress(Exception):  # pipelines without a return value
+        output = task.output
+    return output, time.perf_counter() - started
