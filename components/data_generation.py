@@ -46,4 +46,3 @@ def generate_data(
     )
     print(f"generated synthetic data into {zone.uri}: {summary}")
     return json.dumps({"generated": True, **summary}, default=str)
-

@@ -62,9 +62,8 @@ def error_from_log(lines: list[str]) -> tuple[str | None, str | None]:
         line = _ANSI.sub("", raw).strip()
         if task is None and (match := _FAILED_TASK.search(line)):
             task = match.group(1)
-        if cause is None and (match := _EXCEPTION_LINE.match(line)):
-            if "finished with status" not in line:
-                cause = line
+        if cause is None and _EXCEPTION_LINE.match(line) and "finished with status" not in line:
+            cause = line
         if task and cause:
             break
     return task, cause

@@ -82,7 +82,8 @@ def format_training_summary(summary: dict) -> str:
         "",
         f"== {summary['pipeline']} finished in {summary['elapsed_s']} s ==",
         f"chosen model (best on validation): {summary['chosen_model']}",
-        "test metrics:  " + "  ".join(f"{k}={m[k]}" for k in HEADLINE_METRICS if m.get(k) is not None),
+        "test metrics:  "
+        + "  ".join(f"{k}={m[k]}" for k in HEADLINE_METRICS if m.get(k) is not None),
     ]
     for name, vals in summary.get("baselines", {}).items():
         lines.append(f"baseline {name}: roc_auc={vals.get('roc_auc')} pr_auc={vals.get('pr_auc')}")
