@@ -14,6 +14,7 @@ def register_model(
     cutoff_plan: Input[Artifact],
     report: Input[HTML],
     tracking_uri: str,
+    model_name: str,
     pipeline_name: str,
     pipeline_run_id: str,
     min_f1: float,
@@ -29,6 +30,7 @@ def register_model(
     Args:
         tracking_uri: MLflow tracking URI; empty means ``MLFLOW_TRACKING_URI`` (or the local
             default under ``CHURN_HOME``).
+        model_name: Registered model name (one per dataset: the champion is compared within it).
         min_f1: Gate: minimum test F1.
         min_roc_auc: Gate: minimum test ROC AUC.
         max_train_test_gap: Gate: largest allowed train-minus-test ROC AUC.
@@ -71,6 +73,7 @@ def register_model(
             max_train_test_gap=max_train_test_gap,
             promotion_margin=promotion_margin,
         ),
+        model_name=model_name,
         run_name=f"{pipeline_name}-{pipeline_run_id}"[:250],
     )
     summary.update(

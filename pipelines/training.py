@@ -10,7 +10,7 @@ from churn_kfp.components.labels import label_churn
 from churn_kfp.components.registration import register_model
 from churn_kfp.components.sentiment import score_sentiment
 from churn_kfp.components.training import train_model
-from churn_kfp.config import TRAINING_PIPELINE
+from churn_kfp.config import MODEL_NAME, TRAINING_PIPELINE
 
 CANDIDATE_MODELS = ["xgboost", "logistic_regression", "random_forest"]
 
@@ -23,6 +23,7 @@ CANDIDATE_MODELS = ["xgboost", "logistic_regression", "random_forest"]
 def training_pipeline(
     landing_zone: str = "",
     tracking_uri: str = "",
+    model_name: str = MODEL_NAME,
     generate: bool = True,
     n_customers: int = 5000,
     n_months: int = 6,
@@ -92,6 +93,7 @@ def training_pipeline(
         cutoff_plan=features.outputs["cutoff_plan"],
         report=evaluated.outputs["report"],
         tracking_uri=tracking_uri,
+        model_name=model_name,
         pipeline_name=TRAINING_PIPELINE,
         pipeline_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
         min_f1=min_f1,

@@ -7,13 +7,14 @@ import json
 import sys
 from pathlib import Path
 
-from churn_kfp.config import TRAINING_PIPELINE, Settings
+from churn_kfp.config import MODEL_NAME, TRAINING_PIPELINE, Settings
 
 
 def training_arguments(args: argparse.Namespace) -> dict:
     """Maps command-line options to training-pipeline parameters."""
     return {
         "landing_zone": args.landing_zone or "",
+        "model_name": args.model_name,
         "generate": not args.no_generate,
         "n_customers": args.customers,
         "n_months": args.months,
@@ -107,7 +108,8 @@ def add_training_options(parser: argparse.ArgumentParser) -> None:
     )
     model.add_argument("--windows", default="30,60,90", help="feature windows in days")
     model.add_argument("--n-iter", type=int, default=6, help="search iterations per model")
-    gate = parser.add_argument_group("validation gate and promotion")
+    gate = parser.add_argument_group("registration, validation gate and promotion")
+    gate.add_argument("--model-name", default=MODEL_NAME, help="registered model (one per dataset)")
     gate.add_argument("--min-f1", type=float, default=0.5, help="minimum test F1")
     gate.add_argument("--min-roc-auc", type=float, default=0.7, help="minimum test ROC AUC")
     gate.add_argument("--max-gap", type=float, default=0.15, help="max train-test ROC AUC gap")
