@@ -12,6 +12,8 @@ Backends implement :class:`LandingZone`; :func:`open_landing_zone` picks one fro
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import io
 import os
 import re
@@ -31,6 +33,10 @@ DATA_SUFFIXES = (".csv", ".parquet")
 
 class LandingZoneError(RuntimeError):
     """A landing-zone problem the user must fix (missing bucket, bad credentials...)."""
+
+
+class PreconditionFailed(LandingZoneError):
+    """A conditional write lost a race: the object changed (or appeared) since it was read."""
 
 
 class LandingZone(Protocol):
@@ -53,6 +59,19 @@ class LandingZone(Protocol):
     def delete(self, key: str) -> None:
         """Deletes one object (no error when absent)."""
 
+    def read_versioned(self, key: str) -> tuple[bytes, str] | None:
+        """Reads an object and its version tag (ETag); None when absent."""
+
+    def write_conditional(self, key: str, data: bytes, if_match: str | None) -> str:
+        """Writes only if the object is still at version ``if_match`` (None: must not exist).
+
+        Returns:
+            The new version tag.
+
+        Raises:
+            PreconditionFailed: Someone else wrote the object in between.
+        """
+
 
 class LocalLandingZone:
     """A landing zone in a local folder."""
@@ -73,7 +92,7 @@ class LocalLandingZone:
             return []
         keys = []
         for path in self.root.rglob("*"):
-            if path.is_file() and not path.name.startswith(".tmp-"):
+            if path.is_file() and not path.name.startswith((".tmp-", ".lock-")):
                 key = path.relative_to(self.root).as_posix()
                 if key.startswith(prefix):
                     keys.append(key)
@@ -106,6 +125,30 @@ class LocalLandingZone:
     def delete(self, key: str) -> None:
         """Deletes the file if present."""
         self._path(key).unlink(missing_ok=True)
+
+    def read_versioned(self, key: str) -> tuple[bytes, str] | None:
+        """Reads a file and its content hash (the local stand-in for an ETag)."""
+        path = self._path(key)
+        if not path.is_file():
+            return None
+        data = path.read_bytes()
+        return data, hashlib.sha256(data).hexdigest()
+
+    def write_conditional(self, key: str, data: bytes, if_match: str | None) -> str:
+        """Compare-and-swap under an exclusive file lock (safe across processes)."""
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path.parent / f".lock-{path.name}", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            current = self.read_versioned(key)
+            current_tag = current[1] if current else None
+            if current_tag != if_match:
+                raise PreconditionFailed(
+                    f"{key} changed since it was read (expected version {if_match}, "
+                    f"found {current_tag})"
+                )
+            self.write_bytes(key, data)
+        return hashlib.sha256(data).hexdigest()
 
 
 def open_landing_zone(uri: str) -> LandingZone:
