@@ -7,6 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export CHURN_HOME ?= $(CURDIR)/.churn
+export MLFLOW_DISABLE_TELEMETRY ?= true
 # IMAGE=registry/churn:tag make compile  -> components run in that image on a cluster.
 ifdef IMAGE
 export CHURN_IMAGE := $(IMAGE)

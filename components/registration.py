@@ -44,6 +44,7 @@ def register_model(
     import pandas as pd
 
     from churn_kfp import lineage, registry, training
+    from churn_kfp.columns import SPLIT, TEST, feature_columns
     from churn_kfp.config import Settings
 
     settings = Settings.from_env()
@@ -61,12 +62,23 @@ def register_model(
         pipeline_run_id=pipeline_run_id,
         quality_report_path=quality_report.path,
     )
+    chosen = result["candidates"][result["champion"]]
+    test_frame = table[table[SPLIT] == TEST]
     summary = registry.register_and_decide(
-        candidate,
-        evaluation=result,
-        table=table,
-        lineage=tags,
+        candidate.pipeline,
+        test_frame=test_frame,
+        test_metrics=chosen["test"],
+        train_test_gap=result.get("train_test_gap"),
+        threshold=candidate.threshold,
+        input_example=test_frame[feature_columns(test_frame.columns)].head(5),
+        params={"model_type": candidate.model_type, **candidate.params},
+        metrics={
+            "test": chosen["test"],
+            "validation": chosen["validation"],
+            "baseline": {name: b["test"] for name, b in result.get("baselines", {}).items()},
+        },
         artifacts={"evaluation_report.html": report.path, "evaluation.json": evaluation.path},
+        lineage=tags,
         gate_config=registry.GateConfig(
             min_f1=min_f1,
             min_roc_auc=min_roc_auc,

@@ -83,6 +83,8 @@ def prepare_environment(settings: Settings) -> None:
             "CHURN_ARTIFACT_ROOT": settings.artifact_root,
         }
     )
+    # Local runs stay local: no usage telemetry from MLflow.
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 
 def run_locally(

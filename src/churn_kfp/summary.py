@@ -15,6 +15,10 @@ def _round(value):
     return round(value, 4) if isinstance(value, float) else value
 
 
+def _metrics(values: dict | None) -> dict:
+    return {k: _round(v) for k, v in (values or {}).items() if not isinstance(v, dict | list)}
+
+
 def build_training_summary(registered: dict, evaluation: dict, elapsed_s: float) -> dict:
     """Combines the registration result and the evaluation into the run summary."""
     chosen = evaluation["champion"]
@@ -35,12 +39,11 @@ def build_training_summary(registered: dict, evaluation: dict, elapsed_s: float)
         "lift_top_decile": _round(test.get("lift_top_decile")),
         "base_rate": _round(test.get("base_rate")),
         "candidates": {
-            name: {split: {k: _round(v) for k, v in vals.items()} for split, vals in c.items()}
+            name: {split: _metrics(c.get(split)) for split in ("validation", "test")}
             for name, c in evaluation["candidates"].items()
         },
         "baselines": {
-            name: {k: _round(v) for k, v in vals.items()}
-            for name, vals in evaluation.get("baselines", {}).items()
+            name: _metrics(b.get("test")) for name, b in evaluation.get("baselines", {}).items()
         },
         "leakage_warning": evaluation.get("leakage_warning"),
         "train_test_gap": _round(evaluation.get("train_test_gap")),
