@@ -54,13 +54,11 @@ def build_features(
         windows=tuple(int(w) for w in windows.split(",")),
         eligibility_days=eligibility_days,
     )
-    groups = feats.feature_groups_used(
-        customers=cust if len(cust) else None, feedback=fb if len(fb) else None
-    )
+    groups = feats.feature_groups_used(table)
     table.to_parquet(features.path, index=False)
     features.metadata["rows"] = len(table)
     with open(cutoff_plan.path, "w") as handle:
         json.dump(plan.to_dict(), handle, indent=2)
-    print(f"cutoffs {plan.to_dict()}; feature groups: {', '.join(groups)}")
+    print(f"cutoffs {plan.to_dict()}; features: {feats.describe_feature_groups(groups)}")
     outputs = namedtuple("FeatureOutputs", ["feature_groups", "test_cutoff", "rows"])
     return outputs(",".join(groups), plan.test.date().isoformat(), len(table))
