@@ -6,6 +6,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+CDNOW_FILE ?= $(CURDIR)/../shared/data/cdnow/CDNOW_master.txt
 export CHURN_HOME ?= $(CURDIR)/.churn
 export MLFLOW_DISABLE_TELEMETRY ?= true
 # IMAGE=registry/churn:tag make compile  -> components run in that image on a cluster.
@@ -51,6 +52,25 @@ compile: $(STAMP) ## Compile the pipelines to build/pipelines/*.yaml
 
 bench: $(STAMP) ## Measure speed and memory; prints figures, writes bench/results/*.json
 	$(BIN)/python bench/run_all.py --out-dir bench/results
+
+simulate: $(STAMP) ## Replay months of continuous learning: retraining vs a frozen model
+	$(BIN)/churn simulate
+
+serve: $(STAMP) ## Serve the champion with MLServer (V2 protocol) on 127.0.0.1 (MODEL_VERSION=n)
+	$(BIN)/churn serve $(if $(MODEL_VERSION),--version $(MODEL_VERSION))
+
+example-cdnow: $(STAMP) ## Import the real CDNOW purchase log and train on it (90-day horizon)
+	$(BIN)/churn import examples/cdnow/mapping.yaml $(CDNOW_FILE) \
+	    --landing-zone "$(CHURN_HOME)/landing-cdnow" --fresh
+	$(BIN)/churn run --no-generate --landing-zone "$(CHURN_HOME)/landing-cdnow" \
+	    --model-name churn-classifier-cdnow --horizon-days 90 --train-cutoffs 2 \
+	    --eligibility-days 365 --windows 30,90,180,365 --min-f1 0.5 --min-roc-auc 0.7
+
+submit: compile ## Upload the training pipeline to Kubeflow and start a run (KFP_HOST, KFP_NAMESPACE, KFP_TOKEN)
+	$(BIN)/churn submit --pipeline churn-training --out-dir build/pipelines
+
+schedule: compile ## Recurring run of the retraining pipeline (CRON="0 6 1 * *", 5-field cron)
+	$(BIN)/churn schedule --cron "$(or $(CRON),0 6 1 * *)" --out-dir build/pipelines
 
 clean: ## Remove local state (CHURN_HOME) and build outputs (keeps .venv)
 	rm -rf "$(CHURN_HOME)" build bench/results
