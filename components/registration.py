@@ -87,6 +87,7 @@ def register_model(
         ),
         model_name=model_name,
         run_name=f"{pipeline_name}-{pipeline_run_id}"[:250],
+        skops_trusted_types=training.SKOPS_TRUSTED_TYPES,
     )
     summary.update(
         {

@@ -8,6 +8,7 @@ import os
 import re
 import sys
 import time
+import warnings
 from collections import deque
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -107,6 +108,10 @@ def run_locally(
     from kfp import local
 
     prepare_environment(settings)
+    # kfp.local warns that our image is not used locally (by design: the virtualenv stands
+    # in for it) and that display names are cluster-only; neither needs the user's attention.
+    warnings.filterwarnings("ignore", message="You may be attemping to run a task")
+    warnings.filterwarnings("ignore", message=r"Task '.*': settings \['display_name'\]")
     local.init(
         runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(settings.pipeline_root)
     )
