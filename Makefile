@@ -9,6 +9,8 @@ STAMP := $(VENV)/.installed
 CDNOW_FILE ?= $(CURDIR)/../shared/data/cdnow/CDNOW_master.txt
 export CHURN_HOME ?= $(CURDIR)/.churn
 export MLFLOW_DISABLE_TELEMETRY ?= true
+export OMP_WAIT_POLICY ?= PASSIVE
+export MLFLOW_ALLOW_PICKLE_DESERIALIZATION ?= true
 # IMAGE=registry/churn:tag make compile  -> components run in that image on a cluster.
 ifdef IMAGE
 export CHURN_IMAGE := $(IMAGE)

@@ -17,6 +17,23 @@ TRAINING_PIPELINE = "churn-training"
 RETRAINING_PIPELINE = "churn-retraining"
 DEFAULT_CHURN_WINDOW_DAYS = 30
 
+# Environment every process that trains, registers or serves needs (set in the image too).
+RUNTIME_ENV = {
+    # MLflow 3.17 refuses to load any scikit-learn model (skops included) without it; our
+    # registry is the trusted source of the models we load.
+    "MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "true",
+    # XGBoost's OpenMP threads spin-wait by default: 10-15x slower fits on busy shared cores.
+    "OMP_WAIT_POLICY": "PASSIVE",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+}
+
+
+def apply_runtime_env(environ: dict[str, str] | None = None) -> None:
+    """Sets :data:`RUNTIME_ENV` defaults in ``environ`` (``os.environ`` by default)."""
+    env = os.environ if environ is None else environ
+    for key, value in RUNTIME_ENV.items():
+        env.setdefault(key, value)
+
 
 @dataclass(frozen=True)
 class Settings:

@@ -13,7 +13,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from churn_kfp.config import Settings
+from churn_kfp.config import Settings, apply_runtime_env
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _EXCEPTION_LINE = re.compile(r"^(?:[A-Za-z_][\w.]*\.)?[A-Z]\w*(?:Error|Exception)\b:\s*(.+)$")
@@ -84,8 +84,7 @@ def prepare_environment(settings: Settings) -> None:
             "CHURN_ARTIFACT_ROOT": settings.artifact_root,
         }
     )
-    # Local runs stay local: no usage telemetry from MLflow.
-    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    apply_runtime_env()
 
 
 def run_locally(
