@@ -1,5 +1,7 @@
 """Component: log and register the chosen model in MLflow; promote it if it wins."""
 
+from typing import NamedTuple
+
 from kfp.dsl import HTML, Artifact, Dataset, Input, Model
 
 from churn_kfp.components._base import churn_component
@@ -21,7 +23,10 @@ def register_model(
     min_roc_auc: float,
     max_train_test_gap: float,
     promotion_margin: float,
-) -> str:
+) -> NamedTuple(
+    "RegistrationOutputs",
+    [("summary", str), ("model_version", str), ("champion_version", str), ("promoted", bool)],
+):
     """Registers a new ``churn-classifier`` version; gives it the ``champion`` alias if it wins.
 
     The version is tagged with data lineage (range, rows, hash, git commit, pipeline run).
@@ -37,9 +42,12 @@ def register_model(
         promotion_margin: The challenger must beat the champion by more than this.
 
     Returns:
-        A JSON summary: version, champion, decision, metrics, lineage, report path.
+        ``summary`` (JSON: version, champion, decision, metrics, lineage, report path), the
+        registered ``model_version``, the ``champion_version`` after the decision and
+        whether this version was ``promoted``.
     """
     import json
+    from collections import namedtuple
 
     import pandas as pd
 
@@ -99,4 +107,12 @@ def register_model(
         }
     )
     print(json.dumps(summary, indent=2, default=str))
-    return json.dumps(summary, default=str)
+    outputs = namedtuple(
+        "RegistrationOutputs", ["summary", "model_version", "champion_version", "promoted"]
+    )
+    return outputs(
+        json.dumps(summary, default=str),
+        str(summary["model_version"]),
+        str(summary["champion_version"] or ""),
+        bool(summary["promoted"]),
+    )

@@ -3,6 +3,7 @@
 from kfp import dsl
 
 from churn_kfp.components.data_generation import generate_data
+from churn_kfp.components.deployment import deploy_model
 from churn_kfp.components.evaluation import evaluate_models
 from churn_kfp.components.features import build_features
 from churn_kfp.components.ingestion import ingest_and_validate
@@ -40,8 +41,14 @@ def training_pipeline(
     min_roc_auc: float = 0.7,
     max_train_test_gap: float = 0.15,
     promotion_margin: float = 0.0,
+    deploy_mode: str = "local",
+    namespace: str = "",
 ) -> str:
-    """Trains churn models and registers the best; returns the run summary as JSON."""
+    """Trains churn models, registers the best and deploys a new champion.
+
+    ``deploy_mode="local"`` only writes the InferenceService manifest; ``"cluster"`` applies
+    it to ``namespace`` with KServe. Returns the run summary as JSON.
+    """
     generated = generate_data(
         landing_zone=landing_zone,
         enabled=generate,
@@ -103,4 +110,13 @@ def training_pipeline(
     ).set_display_name("register + promote")
     # The champion lookup reads live registry state: never replay a cached answer.
     registered.set_caching_options(False)
-    return registered.output
+
+    deploy_model(
+        model_name=model_name,
+        champion_version=registered.outputs["champion_version"],
+        promoted=registered.outputs["promoted"],
+        namespace=namespace,
+        mode=deploy_mode,
+        tracking_uri=tracking_uri,
+    ).set_display_name("deploy champion (KServe)").set_caching_options(False)
+    return registered.outputs["summary"]

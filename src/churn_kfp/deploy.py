@@ -128,6 +128,8 @@ def render_inference_service(
         "protocolVersion": "v2",
         "storageUri": storage_uri,
         "resources": copy.deepcopy(resources or DEFAULT_RESOURCES),
+        # MLflow 3.17 loads scikit-learn models (skops included) only with this flag set.
+        "env": [{"name": "MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "value": "true"}],
     }
     if runtime_version:
         model["runtimeVersion"] = runtime_version

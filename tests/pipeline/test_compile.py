@@ -12,7 +12,7 @@ from churn_kfp.commands.compile import compile_pipelines
 from churn_kfp.config import TRAINING_PIPELINE
 from churn_kfp.image import component_image
 
-LIVE_STATE_TASKS = {"generate-data", "ingest-and-validate", "register-model"}
+LIVE_STATE_TASKS = {"generate-data", "ingest-and-validate", "register-model", "deploy-model"}
 
 
 @pytest.fixture(scope="module")
