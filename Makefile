@@ -17,7 +17,7 @@ export CHURN_IMAGE := $(IMAGE)
 endif
 
 .PHONY: help install run test test-fast lint format compile bench simulate serve predict \
-        example-cdnow submit schedule images clean
+        example-cdnow submit schedule images manifests clean
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "; printf "churn-kfp targets (local state lives in CHURN_HOME, default .churn/):\n\n"} \
@@ -73,6 +73,17 @@ submit: compile ## Upload the training pipeline to Kubeflow and start a run (KFP
 
 schedule: compile ## Recurring run of the retraining pipeline (CRON="0 6 1 * *", 5-field cron)
 	$(BIN)/churn schedule --cron "$(or $(CRON),0 6 1 * *)" --out-dir build/pipelines
+
+images: ## Build and push the component image: IMAGE=registry/churn-kfp:tag make images (needs docker)
+	@test -n "$(IMAGE)" || { echo "set IMAGE, e.g. IMAGE=registry.example.com/ml/churn-kfp:0.1.0 make images" >&2; exit 2; }
+	@command -v docker >/dev/null || { echo "docker not found: build the image where a Docker engine runs" >&2; exit 2; }
+	docker build -f docker/Dockerfile -t "$(IMAGE)" \
+	  --build-arg CHURN_GIT_COMMIT="$$(git rev-parse HEAD 2>/dev/null || echo unknown)" \
+	  --build-arg CHURN_VERSION="$$(sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)" .
+	docker push "$(IMAGE)"
+
+manifests: $(STAMP) ## Render every kustomize overlay to stdout (offline, no cluster)
+	@for overlay in manifests/overlays/*/; do echo "--- # $$overlay"; $(BIN)/kubectl kustomize "$$overlay" || exit 1; done
 
 clean: ## Remove local state (CHURN_HOME) and build outputs (keeps .venv)
 	rm -rf "$(CHURN_HOME)" build bench/results

@@ -220,7 +220,7 @@ def discover_partitions(zone: LandingZone, table: str) -> list[Partition]:
             partitions.append(
                 Partition(int(year), int(month), int(day) if day else None, key, table)
             )
-    return sorted(partitions)
+    return sorted(partitions, key=lambda p: (p.year, p.month, p.day or 0, p.key))
 
 
 def table_keys(zone: LandingZone, table: str) -> list[str]:
