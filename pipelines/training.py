@@ -2,6 +2,7 @@
 
 from kfp import dsl
 
+from churn_kfp.cluster_env import use_cluster_config
 from churn_kfp.components.data_generation import generate_data
 from churn_kfp.components.deployment import deploy_model
 from churn_kfp.components.evaluation import evaluate_models
@@ -111,12 +112,20 @@ def training_pipeline(
     # The champion lookup reads live registry state: never replay a cached answer.
     registered.set_caching_options(False)
 
-    deploy_model(
+    deployed = deploy_model(
         model_name=model_name,
         champion_version=registered.outputs["champion_version"],
         promoted=registered.outputs["promoted"],
         namespace=namespace,
         mode=deploy_mode,
         tracking_uri=tracking_uri,
-    ).set_display_name("deploy champion (KServe)").set_caching_options(False)
+    ).set_display_name("deploy champion (KServe)")
+    deployed.set_caching_options(False)
+
+    # On a cluster every task reads S3 credentials and service URLs from a Secret and a
+    # ConfigMap (never from parameters, so no secret ends up in the compiled YAML).
+    for task in (generated, ingested, sentiment, features, labelled, trained, evaluated):
+        use_cluster_config(task)
+    use_cluster_config(registered)
+    use_cluster_config(deployed)
     return registered.outputs["summary"]

@@ -22,6 +22,11 @@ def compiled(tmp_path_factory):
     return {p.stem: p for p in paths}
 
 
+def _spec(path):
+    """The pipeline spec: the first YAML document (the second is the Kubernetes platform)."""
+    return next(yaml.safe_load_all(path.read_text()))
+
+
 def _executors(spec):
     return spec["deploymentSpec"]["executors"]
 
@@ -35,7 +40,7 @@ def test_training_pipeline_compiles_and_loads_back(compiled):
 
 def test_every_executor_uses_the_project_image(compiled):
     for path in compiled.values():
-        spec = yaml.safe_load(path.read_text())
+        spec = _spec(path)
         images = {e["container"]["image"] for e in _executors(spec).values()}
         assert images == {component_image()}
         assert not any(i.endswith(":latest") for i in images)
@@ -53,14 +58,14 @@ def test_compilation_is_deterministic(compiled, tmp_path):
 
 
 def test_live_state_tasks_are_not_cached(compiled):
-    spec = yaml.safe_load(compiled[TRAINING_PIPELINE].read_text())
+    spec = _spec(compiled[TRAINING_PIPELINE])
     tasks = spec["root"]["dag"]["tasks"]
     for name in LIVE_STATE_TASKS:
         assert tasks[name]["cachingOptions"] == {}, name
 
 
 def test_candidates_train_in_parallel_and_are_collected(compiled):
-    spec = yaml.safe_load(compiled[TRAINING_PIPELINE].read_text())
+    spec = _spec(compiled[TRAINING_PIPELINE])
     loop = next(t for t in spec["root"]["dag"]["tasks"].values() if "parameterIterator" in t)
     assert loop["iteratorPolicy"]["parallelismLimit"] == 3
     models = spec["components"]["comp-evaluate-models"]["inputDefinitions"]["artifacts"]["models"]
@@ -75,6 +80,21 @@ def test_image_override_reaches_the_yaml(tmp_path):
         check=True,
         capture_output=True,
     )
-    spec = yaml.safe_load((tmp_path / f"{TRAINING_PIPELINE}.yaml").read_text())
+    spec = _spec(tmp_path / f"{TRAINING_PIPELINE}.yaml")
     images = {e["container"]["image"] for e in _executors(spec).values()}
     assert images == {"registry.example/churn:9.9.9"}
+
+
+def test_every_task_reads_cluster_config_from_secret_and_config_map(compiled):
+    from churn_kfp.cluster_env import CONFIG_MAP, S3_SECRET
+
+    docs = list(yaml.safe_load_all(compiled[TRAINING_PIPELINE].read_text()))
+    pipeline_spec, platform = docs[0], docs[1]["platforms"]["kubernetes"]["deploymentSpec"]
+    executors = set(_executors(pipeline_spec))
+    configured = platform["executors"]
+    assert set(configured) == executors
+    for name, config in configured.items():
+        assert [s["secretName"] for s in config["secretAsEnv"]] == [S3_SECRET], name
+        assert [c["configMapName"] for c in config["configMapAsEnv"]] == [CONFIG_MAP], name
+    text = compiled[TRAINING_PIPELINE].read_text()
+    assert "CHANGE_ME" not in text and "secretKey: AWS_SECRET_ACCESS_KEY" in text
