@@ -19,6 +19,16 @@ def _metrics(values: dict | None) -> dict:
     return {k: _round(v) for k, v in (values or {}).items() if not isinstance(v, dict | list)}
 
 
+def _feature_summary(data: dict) -> dict:
+    from churn_kfp.features import describe_feature_groups, feature_groups_used
+
+    names = data.get("features") or []
+    if isinstance(names, dict):  # {"numeric": [...], "categorical": [...]}
+        names = [n for group in names.values() for n in group]
+    groups = feature_groups_used(names)
+    return {"groups": groups, "description": describe_feature_groups(groups), "count": len(names)}
+
+
 def build_training_summary(registered: dict, evaluation: dict, elapsed_s: float) -> dict:
     """Combines the registration result and the evaluation into the run summary."""
     chosen = evaluation["champion"]
@@ -46,6 +56,10 @@ def build_training_summary(registered: dict, evaluation: dict, elapsed_s: float)
             name: _metrics(b.get("test")) for name, b in evaluation.get("baselines", {}).items()
         },
         "leakage_warning": evaluation.get("leakage_warning"),
+        "features": _feature_summary(evaluation.get("data", {})),
+        "data": {
+            k: v for k, v in evaluation.get("data", {}).items() if k not in ("features",)
+        },
         "train_test_gap": _round(evaluation.get("train_test_gap")),
         "lineage": registered.get("lineage", {}),
         "run_id": registered.get("run_id"),
@@ -84,6 +98,7 @@ def format_training_summary(summary: dict) -> str:
     lines = [
         "",
         f"== {summary['pipeline']} finished in {summary['elapsed_s']} s ==",
+        f"features: {summary['features']['description']} ({summary['features']['count']})",
         f"chosen model (best on validation): {summary['chosen_model']}",
         "test metrics:  "
         + "  ".join(f"{k}={m[k]}" for k in HEADLINE_METRICS if m.get(k) is not None),
