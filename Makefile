@@ -66,7 +66,7 @@ example-cdnow: $(STAMP) ## Import the real CDNOW purchase log and train on it (9
 	    --landing-zone "$(CHURN_HOME)/landing-cdnow" --fresh
 	$(BIN)/churn run --no-generate --landing-zone "$(CHURN_HOME)/landing-cdnow" \
 	    --model-name churn-classifier-cdnow --horizon-days 90 --train-cutoffs 2 \
-	    --eligibility-days 365 --windows 30,90,180,365 --min-f1 0.5 --min-roc-auc 0.7
+	    --eligibility-days 365 --windows 30,90,180,365 --test-cutoff 1998-03-01
 
 submit: compile ## Upload the training pipeline to Kubeflow and start a run (KFP_HOST, KFP_NAMESPACE, KFP_TOKEN)
 	$(BIN)/churn submit --pipeline churn-training --out-dir build/pipelines

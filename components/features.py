@@ -18,6 +18,7 @@ def build_features(
     windows: str,
     features: Output[Dataset],
     cutoff_plan: Output[Artifact],
+    test_cutoff: str = "",
 ) -> NamedTuple("FeatureOutputs", [("feature_groups", str), ("test_cutoff", str), ("rows", int)]):
     """Plans train/validation/test cutoffs from the data's range and builds features.
 
@@ -29,6 +30,8 @@ def build_features(
         n_train_cutoffs: Training cutoffs before the validation cutoff.
         eligibility_days: A customer is scored if they bought within this many days.
         windows: Comma-separated feature windows in days, e.g. ``"30,60,90"``.
+        test_cutoff: Test cutoff ``YYYY-MM-DD``; empty means the latest whose churn window
+            the data fully covers.
     """
     import json
     from collections import namedtuple
@@ -45,6 +48,7 @@ def build_features(
         tx["timestamp"].max(),
         horizon_days=horizon_days,
         n_train_cutoffs=n_train_cutoffs,
+        test_cutoff=test_cutoff or None,
     )
     table = feats.build_feature_table(
         tx,

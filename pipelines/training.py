@@ -37,6 +37,7 @@ def training_pipeline(
     n_train_cutoffs: int = 3,
     eligibility_days: int = 90,
     windows: str = "30,60,90",
+    test_cutoff: str = "",
     n_iter: int = 6,
     min_f1: float = 0.5,
     min_roc_auc: float = 0.7,
@@ -75,6 +76,7 @@ def training_pipeline(
         n_train_cutoffs=n_train_cutoffs,
         eligibility_days=eligibility_days,
         windows=windows,
+        test_cutoff=test_cutoff,
     ).set_display_name("features as of cutoffs")
 
     labelled = label_churn(

@@ -10,7 +10,8 @@ Feature groups (a group is produced only when its input exists):
   ``frequency_{w}d`` and ``monetary_{w}d`` for every window ``w``, ``avg_basket_{W}d`` for the
   largest window ``W``, ``frequency_trend_{s}d`` and ``monetary_trend_{s}d`` (the smallest
   window ``s`` minus the ``s`` days before it), ``mean_days_between_purchases``,
-  ``lifetime_frequency`` and ``lifetime_monetary``.
+  ``overdue_ratio`` (recency over the mean gap), ``lifetime_frequency`` and
+  ``lifetime_monetary``.
 - ``quantity`` (when the transactions have a ``quantity`` column): ``quantity_{W}d``,
   ``lifetime_quantity``.
 - ``sentiment`` (when a scored feedback table is given, even an empty one):
@@ -566,6 +567,10 @@ def _features_at(
         out["mean_days_between_purchases"] = np.where(
             lifetime_f > 1, (last - first) / DAY_NS / (lifetime_f - 1), np.nan
         )
+        # How overdue the next purchase is: days since the last one over the usual gap (the
+        # "alive" signal of buy-till-you-die models; a linear model cannot form the ratio).
+        gap = out["mean_days_between_purchases"]
+        out["overdue_ratio"] = np.where(gap > 0, out["recency_days"] / gap, np.nan)
     out["lifetime_frequency"] = lifetime_f
     out["lifetime_monetary"] = window(spend, None)
     groups = [BEHAVIOUR]

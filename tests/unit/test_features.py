@@ -81,6 +81,7 @@ def test_window_arithmetic_by_hand(tiny):
         "frequency_trend_30d": 2 - 1,
         "monetary_trend_30d": 30 - 35,
         "mean_days_between_purchases": (152 - 7) / 4,
+        "overdue_ratio": 7 / ((152 - 7) / 4),
         "lifetime_frequency": 5,
         "lifetime_monetary": 155,
         "quantity_90d": 5,
@@ -94,6 +95,7 @@ def test_window_arithmetic_by_hand(tiny):
     assert b["frequency_30d"] == 1 and b["monetary_90d"] == 5
     assert b["frequency_trend_30d"] == 1 and b["monetary_trend_30d"] == 5
     assert math.isnan(b["mean_days_between_purchases"])
+    assert math.isnan(b["overdue_ratio"])
     assert (f[columns.CUTOFF] == CUTOFF).all()
     assert list(f.columns[:4]) == [
         columns.CUSTOMER_ID,
@@ -274,6 +276,8 @@ def reference_features(transactions, feedback, cutoff, windows, eligibility_days
         r[f"monetary_trend_{small}d"] = r[f"monetary_{small}d"] - sum(amounts[i] for i in prev)
         gaps = np.diff(sorted(t.value for t in times)) / 86_400e9
         r["mean_days_between_purchases"] = gaps.mean() if len(gaps) else np.nan
+        mean_gap = r["mean_days_between_purchases"]
+        r["overdue_ratio"] = r["recency_days"] / mean_gap if mean_gap > 0 else np.nan
         r["lifetime_frequency"] = len(times)
         r["lifetime_monetary"] = sum(amounts)
         r[f"quantity_{big}d"] = sum(q for t, q in zip(times, qty, strict=True) if in_window(t, big))

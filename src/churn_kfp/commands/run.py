@@ -26,6 +26,7 @@ def training_arguments(args: argparse.Namespace) -> dict:
         "n_train_cutoffs": args.train_cutoffs,
         "eligibility_days": args.eligibility_days,
         "windows": args.windows,
+        "test_cutoff": args.test_cutoff,
         "n_iter": args.n_iter,
         "min_f1": args.min_f1,
         "min_roc_auc": args.min_roc_auc,
@@ -107,6 +108,11 @@ def add_training_options(parser: argparse.ArgumentParser) -> None:
         "--eligibility-days", type=int, default=90, help="score customers active this recently"
     )
     model.add_argument("--windows", default="30,60,90", help="feature windows in days")
+    model.add_argument(
+        "--test-cutoff",
+        default="",
+        help="test cutoff YYYY-MM-DD (default: the latest whose churn window has passed)",
+    )
     model.add_argument("--n-iter", type=int, default=6, help="search iterations per model")
     gate = parser.add_argument_group("registration, validation gate and promotion")
     gate.add_argument("--model-name", default=MODEL_NAME, help="registered model (one per dataset)")
