@@ -1,17 +1,20 @@
 """Synthetic customer base with a latent churn process, for demos, tests and simulations.
 
-Each customer has latent traits (segment, price sensitivity, purchase rate, basket size,
-satisfaction, feedback propensity) and observable demographics. The simulation steps month
-by month: every active customer faces a churn hazard that depends nonlinearly on age,
-tenure, last month's purchase frequency, segment x price sensitivity, recent negative
-feedback x tenure and location. A customer who decides to churn keeps buying, less and
-smaller, for a few weeks while their feedback turns negative, then stops for good. The
-hazard is therefore visible in recency/frequency/monetary trends, sentiment and
-demographics before the purchases stop: a point-in-time model can predict it.
+Each customer has latent traits (segment, price sensitivity, purchase rate or replenishment
+cycle, basket size, satisfaction, feedback propensity) and observable demographics. The
+simulation steps month by month (after a short burn-in): every customer faces a churn
+hazard that depends nonlinearly on age (U-shaped), tenure (onboarding, yearly premium
+renewal), last month's purchase frequency (a per-segment threshold), budget segment x price
+sensitivity x competitor location and negative feedback x short tenure. A customer who
+decides to leave keeps buying for a few weeks, less often and cheaper, while their feedback
+turns sour, then stops for good. Recency/frequency/monetary windows, trends, sentiment and
+demographics therefore predict "no purchase in the next 30 days", and trees beat a linear
+model on them.
 
-Defects are injected the way real exports have them: missing values, outliers and exact
-duplicate transaction rows. ``drift_from_month`` changes prices, one segment's churn driver
-and the overall sentiment from a given month on.
+Real-world defects are injected: missing values, outliers and exact duplicate transaction
+rows. ``drift_from_month`` changes the world from that month on: budget prices rise 30%,
+price-sensitive budget customers then only buy in a sale week every other month, premium
+customers leave abruptly after a bad experience, and everybody's feedback turns negative.
 
 :func:`simulate` is pure (no I/O); :func:`write_to_landing_zone` lays the tables out as
 date-partitioned CSV files; :func:`generate` does both.
@@ -58,9 +61,8 @@ DUPLICATE_RATE = 0.01
 
 # Drift effects (from ``drift_from_month`` on).
 DRIFT_PRICE_FACTOR = 1.3  # budget-segment prices
-DRIFT_SENTIMENT_SHIFT = 2.5  # subtracted from every experience score
-_DRIFT_SWITCH = 1.0
-_DRIFT_BUDGET_RATE = 0.8
+DRIFT_SENTIMENT_SHIFT = 2.5  # subtracted from the tone of every feedback text
+_SALE_DAYS = (9.0, 16.0)  # drift: the sale week, in days after the month start
 
 _SEG_P = np.array([0.45, 0.37, 0.18])
 _SEG_RATE = (4.0, 3.0, 1.8)  # median purchases per month
@@ -71,11 +73,13 @@ _RATE_SIGMA = 0.8  # spread of the purchase rates (lognormal)
 _PERIODIC_SHARE = 0.6  # customers who buy on a replenishment cycle
 _CYCLE_DAYS = (7, 14, 21, 28, 42, 56)  # replenishment cycles
 _CYCLE_P = (0.15, 0.25, 0.15, 0.2, 0.15, 0.1)
+_CYCLE_JITTER = 2.5  # days
 _FEEDBACK_BETA = (2.0, 6.0)  # monthly probability of writing feedback
+_LEAVER_FEEDBACK_BOOST = 2.5  # leavers write more feedback
 _DECLINE_START = 0.7  # purchase intensity right after the churn decision
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class SyntheticData:
     """The output of :func:`simulate`.
 
@@ -83,18 +87,19 @@ class SyntheticData:
         customers: One row per customer (contract table ``customers``), with defects.
         transactions: Sales rows (contract table ``transactions``), with defects.
         feedback: Free-text feedback rows (contract table ``feedback``), with defects.
-        churn_dates: Latent churn date per customer id (``NaT`` if the customer never
-            churns within the simulation); for tests and simulations only, never a
-            model input. No purchase or feedback happens on or after it.
+        churn_dates: Latent churn date per customer id: ``NaT`` if the customer did not
+            decide to leave during the simulation; may lie after its last month. For
+            tests and simulations only, never a model input. No purchase or feedback
+            happens on or after it.
         latent: Latent traits and churn decision per customer id (for tests and analysis).
         months: The simulated months, ``YYYY-MM``, oldest first.
         drift_from_month: 1-based month index from which drift applies, or ``None``.
     """
 
-    customers: pd.DataFrame
-    transactions: pd.DataFrame
-    feedback: pd.DataFrame
-    churn_dates: pd.Series
+    customers: pd.DataFrame = field(repr=False)
+    transactions: pd.DataFrame = field(repr=False)
+    feedback: pd.DataFrame = field(repr=False)
+    churn_dates: pd.Series = field(repr=False)
     latent: pd.DataFrame = field(repr=False)
     months: tuple[str, ...] = ()
     drift_from_month: int | None = None
@@ -207,7 +212,10 @@ def _compose_texts(
         parts = [main]
         if u[i, 1] < 0.45:
             pool = _LEVELS[int(second_level[i])]
-            parts.append(pool[idx[i, 2] % len(pool)])
+            second = pool[idx[i, 2] % len(pool)]
+            if second == main:
+                second = pool[(idx[i, 2] + 1) % len(pool)]
+            parts.append(second)
         if leaving[i] and lv <= 1 and u[i, 3] < 0.5:
             parts.append(_CHURN_THREATS[idx[i, 4] % len(_CHURN_THREATS)])
         text = " ".join(parts).format(
@@ -217,7 +225,7 @@ def _compose_texts(
         )
         prefix = _PREFIXES[idx[i, 1] % len(_PREFIXES)]
         if prefix:
-            text = prefix + text[0].lower() + text[1:]
+            text = prefix + (text if text.startswith("I ") else text[0].lower() + text[1:])
         suffix = _SUFFIXES[idx[i, 3] % len(_SUFFIXES)]
         if suffix == "!" and text.endswith((".", "!", "?")):
             suffix = ""
@@ -240,8 +248,10 @@ def _sigmoid(z: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-z))
 
 
-def _draw_customers(rng: np.random.Generator, n: int, origin_day: float, end_day: float):
-    """Draws latent traits and demographics; returns a dict of arrays, sorted by signup."""
+def _draw_customers(
+    rng: np.random.Generator, n: int, origin_day: float, end_day: float
+) -> dict[str, np.ndarray]:
+    """Draws latent traits and demographics; returns arrays sorted by signup day."""
     seg = rng.choice(3, size=n, p=_SEG_P)
     age = rng.normal(np.asarray(_SEG_AGE)[seg], 15.0)
     age = np.clip(np.round(age), 18, 88)
@@ -265,6 +275,8 @@ def _draw_customers(rng: np.random.Generator, n: int, origin_day: float, end_day
     )
     signup = np.floor(signup)  # a whole day
     periodic = rng.random(n) < _PERIODIC_SHARE
+    # under drift, price-sensitive budget customers wait for the sale
+    bargain = (seg == 0) & (rng.random(n) < price_sens**3)
     cycle = rng.choice(np.asarray(_CYCLE_DAYS, dtype=float), size=n, p=_CYCLE_P)
     period = np.where(periodic, cycle, np.inf)
     rate = np.where(periodic, _DAYS_PER_MONTH / cycle, rate)
@@ -283,6 +295,7 @@ def _draw_customers(rng: np.random.Generator, n: int, origin_day: float, end_day
         "signup": signup,
         "period": period,
         "phase": phase,
+        "bargain": bargain,
     }
     return {k: v[order] for k, v in traits.items()}
 
@@ -292,8 +305,6 @@ _HAZARD = {
     "base": -5.1,
     "age_u": 0.008,  # x (age - 45)^2, capped
     "age_cap": 6.0,
-    "young": 0.0,  # age below 26
-    "old": 0.0,  # age above 68
     "onboarding": 1.5,  # x exp(-tenure_months / 2.5)
     "low_freq": 2.0,  # last month's purchase rate below the threshold
     "freq_threshold": (2.5, 1.5, 0.0),  # purchases a month, per segment
@@ -325,7 +336,6 @@ def _hazard_logit(
     z = np.full(len(seg), h["base"])
     # U-shaped age: the young and the old leave more easily
     z += np.minimum(h["age_u"] * (t["age"] - 45.0) ** 2, h["age_cap"])
-    z += np.where(t["age"] < 26, h["young"], 0.0) + np.where(t["age"] > 68, h["old"], 0.0)
     # onboarding: new customers are fragile
     z += h["onboarding"] * np.exp(-tenure_months / 2.5)
     # frequency threshold: below it the shopping habit breaks
@@ -349,7 +359,7 @@ def _hazard_logit(
         # the price rise drives price-sensitive budget customers away
         z += np.where(budget, h["drift_budget_ps"] * t["price_sensitivity"], 0.0)
         # premium customers now leave after a bad experience, whatever their activity
-        freq_effect = np.where(premium, 0.0, freq_effect)
+        freq_effect = np.where(premium | t["bargain"], 0.0, freq_effect)
         z += np.where(premium & recent_negative, h["drift_premium_negative"], 0.0)
     return z + freq_effect
 
@@ -375,6 +385,60 @@ def _engagement(t_day: np.ndarray, decision: np.ndarray, churn: np.ndarray) -> n
     return np.where(declining, _DECLINE_START * (1.0 - 0.8 * frac), 1.0)
 
 
+def _cycle_jitter(cust: np.ndarray, k: np.ndarray) -> np.ndarray:
+    """A deterministic pseudo-random offset in days, within +-_CYCLE_JITTER."""
+    x = np.sin(cust * 12.9898 + k * 78.233) * 43758.5453
+    return (2.0 * (x - np.floor(x)) - 1.0) * _CYCLE_JITTER
+
+
+def _purchase_times(
+    rng: np.random.Generator,
+    t: dict,
+    a: np.ndarray,
+    b: np.ndarray,
+    span: np.ndarray,
+    season: float,
+    waits: np.ndarray,
+    sale_month: bool,
+    t0: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Candidate purchases (customer index, day) of one month, before engagement thinning.
+
+    Most customers buy as a Poisson process; replenishment shoppers on a cycle; customers
+    who ``wait`` for the sale buy only in the sale week of a sale month.
+    """
+    n = len(a)
+    periodic = np.isfinite(t["period"]) & ~waits
+    poisson = ~np.isfinite(t["period"]) & ~waits
+    n_cand = rng.poisson(np.where(poisson, t["rate"] * season * span / _DAYS_PER_MONTH, 0.0))
+    cust = np.repeat(np.arange(n), n_cand)
+    when = a[cust] + rng.random(len(cust)) * span[cust]
+    # replenishment cycles: the k-th purchase is due at phase + k * period + jitter(k), the
+    # jitter a fixed function of (customer, k) so that every purchase lands in one month only
+    period = np.where(periodic, t["period"], 1.0)
+    margin = _CYCLE_JITTER + 1.0
+    k0 = np.ceil((a - margin - t["phase"]) / period)
+    n_cyc = np.where(periodic & (span > 0), np.ceil((b + margin - t["phase"]) / period) - k0, 0)
+    n_cyc = np.maximum(n_cyc, 0).astype(np.int64)
+    p_cust = np.repeat(np.arange(n), n_cyc)
+    first = np.repeat(np.cumsum(n_cyc) - n_cyc, n_cyc)
+    k = k0[p_cust] + np.arange(len(p_cust)) - first
+    p_when = t["phase"][p_cust] + k * period[p_cust] + _cycle_jitter(p_cust, k)
+    due = (p_when >= a[p_cust]) & (p_when < b[p_cust])
+    p_cust, p_when = p_cust[due], p_when[due]
+    # the sale week: days 10-16 of the month
+    s_a = np.maximum(a, t0 + _SALE_DAYS[0])
+    s_span = np.clip(np.minimum(b, t0 + _SALE_DAYS[1]) - s_a, 0.0, None)
+    in_sale = waits & (s_span > 0) if sale_month else np.zeros(n, dtype=bool)
+    n_sale = np.where(in_sale, 1 + rng.poisson(1.0, size=n), 0)
+    s_cust = np.repeat(np.arange(n), n_sale)
+    s_when = s_a[s_cust] + rng.random(len(s_cust)) * s_span[s_cust]
+    cust = np.concatenate([cust, p_cust, s_cust])
+    when = np.concatenate([when, p_when, s_when])
+    order = np.argsort(cust, kind="stable")
+    return cust[order], when[order]
+
+
 def simulate(
     n_customers: int = 5000,
     n_months: int = 6,
@@ -390,9 +454,10 @@ def simulate(
         start: First month produced, ``YYYY-MM``.
         seed: Seed of the random generator; the same seed gives identical output.
         drift_from_month: 1-based month index from which the patterns change (budget
-            prices +30%, premium customers churn after negative feedback, sentiment turns
-            negative); ``None`` for no drift. Months before it are identical to a run
-            without drift.
+            prices +30%, price-sensitive budget customers wait for a sale every other
+            month, premium customers leave abruptly after negative feedback, sentiment
+            turns negative); ``None`` for no drift. Months before it are identical to a
+            run without drift.
 
     Returns:
         The three landing-zone tables plus the latent churn dates and traits.
@@ -441,46 +506,30 @@ def simulate(
         lag = rng.uniform(15.0, 50.0, size=n)
         if drifted:
             # premium members now walk out right after a bad experience: no slow fade
-            # price-sensitive budget customers switch to a competitor overnight
-            switch = (t["segment"] == 0) & (rng.random(n) < t["price_sensitivity"] * _DRIFT_SWITCH)
-            abrupt = decide & (((t["segment"] == 2) & recent_neg) | switch)
+            abrupt = decide & (t["segment"] == 2) & recent_neg
             dec_day = np.where(abrupt, dec_day + rng.uniform(0.0, 7.0, size=n), dec_day)
             lag = np.where(abrupt, 0.0, lag)
         decision = np.where(decide, dec_day, decision)
         churn = np.where(decide, dec_day + lag, churn)
 
-        # ---- transactions: thinned Poisson process over each customer's active span
+        # ---- transactions
         a = np.maximum(t0, t["signup"])
         b = np.minimum(t1, churn)
         span = np.clip(b - a, 0.0, None)
         season = 1.0 + 0.08 * np.sin(2 * np.pi * (step % 12) / 12.0)
-        periodic = np.isfinite(t["period"])
-        # after the price rise, budget customers shop less often
-        slow = np.where(drifted & (t["segment"] == 0), _DRIFT_BUDGET_RATE, 1.0)
-        rate = t["rate"] * slow * season
-        n_cand = rng.poisson(np.where(periodic, 0.0, rate * span / _DAYS_PER_MONTH))
-        cust = np.repeat(np.arange(n), n_cand)
-        when = a[cust] + rng.random(len(cust)) * span[cust]
-        # replenishment shoppers buy on a cycle, with a little jitter
-        period = np.where(periodic, t["period"] / slow, 1.0)
-        k0 = np.ceil((a - t["phase"]) / period)
-        n_cyc = np.where(periodic & (span > 0), np.ceil((b - t["phase"]) / period) - k0, 0)
-        n_cyc = np.maximum(n_cyc, 0).astype(np.int64)
-        p_cust = np.repeat(np.arange(n), n_cyc)
-        first = np.repeat(np.cumsum(n_cyc) - n_cyc, n_cyc)
-        k = k0[p_cust] + np.arange(len(p_cust)) - first
-        p_when = t["phase"][p_cust] + k * period[p_cust] + rng.normal(0, 1.5, len(p_cust))
-        p_when = np.clip(p_when, a[p_cust], b[p_cust] - 1e-6)
-        order = np.argsort(np.concatenate([cust, p_cust]), kind="stable")
-        cust = np.concatenate([cust, p_cust])[order]
-        when = np.concatenate([when, p_when])[order]
+        # after the price rise, bargain hunters only buy in the sale, every other month
+        waits = t["bargain"] if drifted else np.zeros(n, dtype=bool)
+        sale_month = drifted and (step - drift_step) % 2 == 0
+        cust, when = _purchase_times(rng, t, a, b, span, season, waits, sale_month, t0)
         keep = rng.random(len(cust)) < _engagement(when, decision[cust], churn[cust])
         cust, when = cust[keep], when[keep]
         declining = when >= decision[cust]
         seg = t["segment"][cust]
-        qty = 1 + rng.poisson(t["qty"][cust] * np.where(declining, 0.4, 1.0))
+        basket = t["qty"][cust] * np.where(declining, 0.4, 1.0) + np.where(waits[cust], 1.5, 0.0)
+        qty = 1 + rng.poisson(basket)
         skew = 0.5 + 2.5 * t["price_sensitivity"][cust] + np.where(declining, 0.8, 0.0)
-        prod = np.minimum((rng.random(len(cust)) ** skew * _N_PRODUCTS).astype(int), 239)
+        prod = (rng.random(len(cust)) ** skew * _N_PRODUCTS).astype(int)
+        prod = np.minimum(prod, _N_PRODUCTS - 1)
         price = product_prices[prod]
         if drifted:
             price = price * np.where(seg == 0, DRIFT_PRICE_FACTOR, 1.0)
@@ -502,7 +551,8 @@ def simulate(
         # ---- feedback: at most one message a month, more likely (and sour) when leaving
         active = span > 0
         leaving_now = active & (decision < t1)
-        p_write = np.clip(t["feedback_propensity"] * np.where(leaving_now, 2.5, 1.0), 0, 0.9)
+        boost = np.where(leaving_now, _LEAVER_FEEDBACK_BOOST, 1.0)
+        p_write = np.clip(t["feedback_propensity"] * boost, 0, 0.9)
         writes = active & (rng.random(n) < p_write)
         fc = np.flatnonzero(writes)
         f_when = a[fc] + rng.random(len(fc)) * span[fc]
@@ -551,6 +601,8 @@ def simulate(
             "price_sensitivity": t["price_sensitivity"],
             "purchase_rate": t["rate"],
             "satisfaction": t["satisfaction"],
+            "cycle_days": t["period"],  # inf: no replenishment cycle
+            "bargain_hunter": t["bargain"],  # waits for the sale under drift
             "signup_date": to_ts(t["signup"]).to_numpy(),
             "decision_date": to_ts(decision).to_numpy(),
             "churn_date": churn_dates.to_numpy(),
@@ -578,7 +630,10 @@ def _to_timestamps(origin: pd.Timestamp, seconds: np.ndarray) -> pd.Series:
 
 
 def _assemble_transactions(
-    parts: list[dict], seqs: list[np.random.SeedSequence], origin: pd.Timestamp, product_ids
+    parts: list[dict],
+    seqs: list[np.random.SeedSequence],
+    origin: pd.Timestamp,
+    product_ids: np.ndarray,
 ) -> pd.DataFrame:
     """Orders each month's rows, numbers the orders and injects defects month by month."""
     frames = []
@@ -705,9 +760,10 @@ def write_to_landing_zone(
     for table, frame in ((TRANSACTIONS, data.transactions), (FEEDBACK, data.feedback)):
         ready = _csv_ready(table, frame)
         stamp = frame["timestamp"]
+        month_of = ready["timestamp"].str.slice(0, 7)
         for month in data.months:
             period = pd.Period(month, freq="M")
-            in_month = ready[stamp.dt.to_period("M") == period]
+            in_month = ready[month_of == month]
             if not daily:
                 key = storage.partition_key(table, period.year, period.month)
                 storage.write_frame(zone, key, in_month)
