@@ -47,11 +47,13 @@ def register_model(
         whether this version was ``promoted``.
     """
     import json
+    import os
+    import tempfile
     from collections import namedtuple
 
     import pandas as pd
 
-    from churn_kfp import lineage, registry, training
+    from churn_kfp import lineage, monitoring, registry, training
     from churn_kfp.columns import SPLIT, TEST, feature_columns
     from churn_kfp.config import Settings
 
@@ -72,6 +74,9 @@ def register_model(
     )
     chosen = result["candidates"][result["champion"]]
     test_frame = table[table[SPLIT] == TEST]
+    # A sample of the labelled rows: the reference of the retraining loop's drift checks.
+    reference_path = os.path.join(tempfile.mkdtemp(prefix="reference-"), "reference.parquet")
+    monitoring.reference_sample(table).to_parquet(reference_path, index=False)
     summary = registry.register_and_decide(
         candidate.pipeline,
         test_frame=test_frame,
@@ -85,7 +90,11 @@ def register_model(
             "validation": chosen["validation"],
             "baseline": {name: b["test"] for name, b in result.get("baselines", {}).items()},
         },
-        artifacts={"evaluation_report.html": report.path, "evaluation.json": evaluation.path},
+        artifacts={
+            "evaluation_report.html": report.path,
+            "evaluation.json": evaluation.path,
+            "reference": reference_path,
+        },
         lineage=tags,
         gate_config=registry.GateConfig(
             min_f1=min_f1,

@@ -13,7 +13,7 @@ import sys
 from churn_kfp import __version__
 
 # Sub-command modules under churn_kfp.commands, in the order --help lists them.
-COMMANDS = ("run", "compile", "importer", "cluster", "serve")
+COMMANDS = ("run", "retrain", "compile", "importer", "cluster", "serve")
 
 EPILOG = """\
 environment:
