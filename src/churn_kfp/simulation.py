@@ -453,7 +453,7 @@ def format_table(result: dict[str, Any]) -> str:
         header += f"{'F1 ' + policy:>11}"
     for policy in policies:
         header += f"{'drift ' + policy:>14}"
-    header += f"  {'retrain policy: action':<44}{'champions':>12}"
+    header += f"  {'retrain policy: action':<52}{'champions':>12}"
     lines = [header, "-" * len(header)]
     for policy, train in result["training"].items():
         if policy != policies[0]:
@@ -463,7 +463,7 @@ def format_table(result: dict[str, Any]) -> str:
             line += f"{_fmt(result['training'][p]['f1']):>11}"
         line += "".join(f"{'':>14}" for _ in policies)
         versions = "/".join(f"v{result['training'][p]['champion_version']}" for p in policies)
-        line += f"  {'first model trained (*test F1)':<44}{versions:>12}"
+        line += f"  {'first model trained (*test F1)':<52}{versions:>12}"
         lines.append(line)
     for m in result["months"]:
         cells = m["policies"]
@@ -479,13 +479,13 @@ def format_table(result: dict[str, Any]) -> str:
         main = cells.get(RETRAIN) or first
         if main["retrained"]:
             action = f"retrain ({', '.join(main['reasons'])}) -> v{main['challenger_version']} "
-            action += "promoted" if main["promoted"] else "kept champion"
+            action += "promoted" if main["promoted"] else "lost"
         elif main["would_retrain"]:
             action = f"frozen: would retrain ({', '.join(main['reasons'])})"
         else:
             action = "no retraining needed"
         versions = "/".join(f"v{cells[p]['champion_version']}" for p in policies)
-        line += f"  {action[:44]:<44}{versions:>12}"
+        line += f"  {action[:52]:<52}{versions:>12}"
         lines.append(line)
     summary, checks = result.get("summary", {}), result.get("checks", {})
     lines.append("")

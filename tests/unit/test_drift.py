@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from churn_kfp import drift
+from churn_kfp import columns, drift
 
 N = 1200  # above Evidently's 1000-row switch: distance tests, as on real cutoffs
 
@@ -177,3 +177,35 @@ def test_no_monitored_columns_is_reported_not_raised(frames):
     reference, same, _ = frames
     snapshot, result = drift.feature_drift(reference, same, ["missing"])
     assert snapshot is None and result.n_columns == 0 and result.note
+
+
+@pytest.mark.slow
+def test_a_stationary_world_shows_no_drift_in_the_monitored_columns(tmp_path):
+    """Guards the monitored-column rule: a new history-dependent feature would fail here.
+
+    Synthetic data without drift; the features of August 1 against those of April 1 (the
+    first cutoff with complete 90-day windows). History-dependent features do drift (that is
+    why they are left out); the monitored ones must not.
+    """
+    from churn_kfp import datagen, features, sentiment, validation
+    from churn_kfp.storage import LocalLandingZone
+
+    zone = LocalLandingZone(tmp_path)
+    datagen.generate(zone, n_customers=5000, n_months=8, seed=42, drift_from_month=None)
+    clean = validation.ingest(zone)
+    scored = sentiment.score_feedback(clean.feedback)
+
+    def at(cutoff):
+        return features.build_features(clean.transactions, cutoff, clean.customers, scored)
+
+    reference, current = at("2025-04-01"), at("2025-08-01")
+    _, everything = drift.feature_drift(
+        reference, current, columns.feature_columns(reference.columns), prediction_column=None
+    )
+    assert {"lifetime_frequency", "tenure_days"} <= set(everything.drifted_columns)
+    monitored = drift.monitored_columns(reference.columns)
+    _, result = drift.feature_drift(reference, current, monitored, prediction_column=None)
+    assert result.n_columns == len(monitored) >= 10
+    assert result.drifted_columns == [], {
+        c: round(r.score, 3) for c, r in result.columns.items() if r.drifted
+    }
