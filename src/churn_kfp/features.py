@@ -10,8 +10,13 @@ Feature groups (a group is produced only when its input exists):
   ``frequency_{w}d`` and ``monetary_{w}d`` for every window ``w``, ``avg_basket_{W}d`` for the
   largest window ``W``, ``frequency_trend_{s}d`` and ``monetary_trend_{s}d`` (the smallest
   window ``s`` minus the ``s`` days before it), ``mean_days_between_purchases``,
-  ``overdue_ratio`` (recency over the mean gap), ``lifetime_frequency`` and
-  ``lifetime_monetary``.
+  ``overdue_ratio`` (recency over the mean gap), ``lifetime_frequency``,
+  ``lifetime_monetary``, ``purchase_gap_cv`` (coefficient of variation of the gaps between
+  purchase days: how regular the customer is), ``active_span_ratio`` (time from the first to
+  the last purchase over the time since the first purchase), ``active_months_{W}d`` (how many
+  of the 30-day periods of the largest window hold a purchase) and ``decayed_frequency_{h}d``
+  / ``decayed_monetary_{h}d`` (purchases and spend weighted by ``2 ** (-age / h)`` for every
+  half-life ``h`` in :data:`DECAY_HALF_LIVES`).
 - ``quantity`` (when the transactions have a ``quantity`` column): ``quantity_{W}d``,
   ``lifetime_quantity``.
 - ``sentiment`` (when a scored feedback table is given, even an empty one):
@@ -21,10 +26,13 @@ Feature groups (a group is produced only when its input exists):
   ``customer_age_days`` (from ``signup_date``), ``age``, ``gender``, ``location``,
   ``segment``.
 
-A *frequency* counts transaction rows; a missing amount or quantity counts as 0 in the sums.
-Numeric features are ``float64`` (``NaN`` when undefined: no purchase in a window for the
-average basket, a single purchase for the mean gap, no feedback for the sentiment features,
-an unknown or future signup date); categorical ones are ``object`` (``str`` or ``NaN``). The
+A *frequency* counts transaction rows; a *purchase day* is a (UTC) calendar day with at least
+one purchase, and counts at a cutoff when its first purchase is before the cutoff. A missing
+amount or quantity counts as 0 in the sums. Numeric features are ``float64`` (``NaN`` when
+undefined: no purchase in a window for the average basket, a single purchase for the mean gap,
+fewer than three purchase days for ``purchase_gap_cv``, no feedback for the sentiment
+features, an unknown or future signup date); categorical ones are ``object`` (``str`` or
+``NaN``). The
 customers table has no history, so its values are taken as they are (a signup date at or after
 the cutoff is treated as unknown).
 
@@ -49,6 +57,12 @@ DAY_NS = 86_400 * 10**9
 
 NEGATIVE_SENTIMENT = -0.05
 """Feedback with a sentiment below this counts as negative (VADER's usual threshold)."""
+
+DECAY_HALF_LIVES = (30, 90)
+"""Half-lives in days of the time-decayed frequency and spend features."""
+
+ACTIVE_PERIOD_DAYS = 30
+"""Length of the periods counted by ``active_months_{W}d``."""
 
 BEHAVIOUR, QUANTITY, SENTIMENT, DEMOGRAPHICS = "behaviour", "quantity", "sentiment", "demographics"
 FEATURE_GROUPS = (BEHAVIOUR, QUANTITY, SENTIMENT, DEMOGRAPHICS)
@@ -322,6 +336,11 @@ class TransactionIndex:
         quantities: Row quantities (``float64``, missing -> 0) or ``None`` without a
             ``quantity`` column.
         first_purchase: Earliest timestamp (``int64`` ns) of every customer.
+        day_codes: Customer code of every purchase day (one per customer and UTC calendar day
+            with a purchase), sorted by customer then time.
+        day_times: Time (``int64`` ns) of the first purchase of every purchase day.
+        day_gaps: Days since the same customer's previous purchase day (``float64``, ``NaN``
+            for their first).
     """
 
     def __init__(self, transactions: pd.DataFrame):
@@ -364,6 +383,26 @@ class TransactionIndex:
         first = np.full(len(self.customer_ids), _INT64_MAX, dtype=np.int64)
         np.minimum.at(first, self.codes, self.times)
         self.first_purchase: np.ndarray = first
+        # Purchase days: one entry per customer and (UTC) calendar day with a purchase, at the
+        # time of that day's first purchase, with the days since the customer's previous
+        # purchase day (NaN for the first). A day counts at a cutoff when its first purchase
+        # is before it; its gap only looks back, so it is point-in-time too.
+        order = np.lexsort((self.times, self.codes))
+        day_codes, day_times = self.codes[order], self.times[order]
+        day_numbers = day_times // DAY_NS
+        new_day = np.ones(len(order), dtype=bool)
+        new_day[1:] = (day_codes[1:] != day_codes[:-1]) | (day_numbers[1:] != day_numbers[:-1])
+        day_codes, day_times, day_numbers = (
+            day_codes[new_day],
+            day_times[new_day],
+            day_numbers[new_day],
+        )
+        gaps = np.full(len(day_codes), np.nan)
+        same = day_codes[1:] == day_codes[:-1]
+        gaps[1:][same] = (day_numbers[1:] - day_numbers[:-1])[same]
+        self.day_codes: np.ndarray = day_codes
+        self.day_times: np.ndarray = day_times
+        self.day_gaps: np.ndarray = gaps
 
     @property
     def n_customers(self) -> int:
@@ -573,6 +612,7 @@ def _features_at(
         out["overdue_ratio"] = np.where(gap > 0, out["recency_days"] / gap, np.nan)
     out["lifetime_frequency"] = lifetime_f
     out["lifetime_monetary"] = window(spend, None)
+    out.update(_purchase_pattern_features(index, c, eligible, largest, out["recency_days"]))
     groups = [BEHAVIOUR]
 
     if index.quantities is not None:
@@ -610,6 +650,61 @@ def _features_at(
             frame[name] = frame[name].astype(np.float64)
     frame.attrs["feature_groups"] = groups
     return frame
+
+
+def _purchase_pattern_features(
+    index: TransactionIndex, c: int, eligible: np.ndarray, largest: int, recency: np.ndarray
+) -> dict[str, np.ndarray]:
+    """Regularity, spread and recency-weighted intensity of the purchases before ``c``."""
+    n_cust = index.n_customers
+    out: dict[str, np.ndarray] = {}
+
+    # Gaps between consecutive purchase days: their coefficient of variation says how regular
+    # the customer is (a regular buyer who skips a beat is a stronger warning than an erratic
+    # one). Undefined with fewer than two gaps.
+    seen = index.day_times < c
+    codes, gaps = index.day_codes[seen], index.day_gaps[seen]
+    has_gap = ~np.isnan(gaps)
+    codes, gaps = codes[has_gap], gaps[has_gap]
+    n_gaps = np.bincount(codes, minlength=n_cust)[eligible].astype(np.float64)
+    total = np.bincount(codes, weights=gaps, minlength=n_cust)[eligible]
+    squares = np.bincount(codes, weights=gaps * gaps, minlength=n_cust)[eligible]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = total / n_gaps
+        spread = np.sqrt(np.maximum(squares / n_gaps - mean * mean, 0.0))
+        out["purchase_gap_cv"] = np.where(n_gaps >= 2, spread / mean, np.nan)
+
+    # Share of the time since the first purchase that the customer kept buying: near 1 for a
+    # customer still active, near 0 for one who stopped right after the first purchase.
+    since_first = (c - index.first_purchase[eligible]) / DAY_NS
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out["active_span_ratio"] = np.where(since_first > 0, 1.0 - recency / since_first, np.nan)
+
+    # In how many of the 30-day periods of the largest window (counted back from the cutoff)
+    # the customer bought: steady activity rather than one burst.
+    period_ns = ACTIVE_PERIOD_DAYS * DAY_NS
+    n_periods = -(-largest // ACTIVE_PERIOD_DAYS)
+    recent = (index.times < c) & (index.times >= c - largest * DAY_NS)
+    period = (c - 1 - index.times[recent]) // period_ns
+    hit = np.bincount(index.codes[recent] * n_periods + period, minlength=n_cust * n_periods)
+    active = (hit.reshape(n_cust, n_periods) > 0).sum(axis=1)
+    out[f"active_months_{largest}d"] = active[eligible].astype(np.float64)
+
+    # Exponentially time-decayed purchase counts and spend: a purchase h days ago weighs
+    # 1/2 with half-life h (a smooth recency-weighted frequency, no window edge).
+    before = index.times < c
+    age_days = (c - index.times[before]) / DAY_NS
+    codes_before = index.codes[before]
+    amounts_before = index.amounts[before]
+    for half_life in DECAY_HALF_LIVES:
+        weight = np.exp2(-age_days / half_life)
+        out[f"decayed_frequency_{half_life}d"] = np.bincount(
+            codes_before, weights=weight, minlength=n_cust
+        )[eligible]
+        out[f"decayed_monetary_{half_life}d"] = np.bincount(
+            codes_before, weights=weight * amounts_before, minlength=n_cust
+        )[eligible]
+    return out
 
 
 def _sentiment_features(

@@ -70,10 +70,11 @@ def lineage_tags(
     if quality_report_path and Path(quality_report_path).is_file():
         report = json.loads(Path(quality_report_path).read_text())
         tx = report.get("transactions", {}) if isinstance(report, dict) else {}
-        date_range = tx.get("date_range") or {}
+        date_range = tx.get("date_range") or []
         if isinstance(date_range, dict):
-            tags["data_start"] = str(date_range.get("start", ""))
-            tags["data_end"] = str(date_range.get("end", ""))
+            date_range = [date_range.get("start"), date_range.get("end")]
+        if len(date_range) == 2:
+            tags["data_start"], tags["data_end"] = (str(v) for v in date_range)
         if "quality_score" in report:
             tags["quality_score"] = f"{float(report['quality_score']):.4f}"
     return tags

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import io
 import os
@@ -116,6 +117,8 @@ def run_locally(
     )
     name = getattr(pipeline_func, "name", getattr(pipeline_func, "__name__", "pipeline"))
     started = time.perf_counter()
+    # kfp.local swaps builtins.print for an indenting one during loops and may leave it.
+    original_print = builtins.print
     with _capture(quiet) as tee:
         try:
             task = pipeline_func(**arguments)
@@ -123,6 +126,8 @@ def run_locally(
             lines = [*tee.lines, *str(exc).splitlines()]
             failed_task, cause = error_from_log(lines)
             raise PipelineRunError(name, failed_task, cause) from exc
+        finally:
+            builtins.print = original_print
     output = None
     with contextlib.suppress(Exception):  # pipelines without a return value
         output = task.output

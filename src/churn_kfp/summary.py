@@ -57,9 +57,7 @@ def build_training_summary(registered: dict, evaluation: dict, elapsed_s: float)
         },
         "leakage_warning": evaluation.get("leakage_warning"),
         "features": _feature_summary(evaluation.get("data", {})),
-        "data": {
-            k: v for k, v in evaluation.get("data", {}).items() if k not in ("features",)
-        },
+        "data": {k: v for k, v in evaluation.get("data", {}).items() if k not in ("features",)},
         "train_test_gap": _round(evaluation.get("train_test_gap")),
         "lineage": registered.get("lineage", {}),
         "run_id": registered.get("run_id"),

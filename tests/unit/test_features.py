@@ -84,6 +84,14 @@ def test_window_arithmetic_by_hand(tiny):
         "overdue_ratio": 7 / ((152 - 7) / 4),
         "lifetime_frequency": 5,
         "lifetime_monetary": 155,
+        # purchase days 152, 82, 46, 22 and 7 days back: gaps 70, 36, 24, 15
+        "purchase_gap_cv": np.std([70, 36, 24, 15]) / np.mean([70, 36, 24, 15]),
+        "active_span_ratio": (152 - 7) / 152,
+        "active_months_90d": 3,  # 30-day periods 0 (7, 22 days), 1 (46) and 2 (82)
+        "decayed_frequency_30d": sum(0.5 ** (d / 30) for d in (7, 22, 46, 82, 152)),
+        "decayed_monetary_90d": sum(
+            a * 0.5 ** (d / 90) for d, a in ((7, 10), (22, 20), (46, 35), (82, 40), (152, 50))
+        ),
         "quantity_90d": 5,
         "lifetime_quantity": 6,
     }
@@ -96,6 +104,8 @@ def test_window_arithmetic_by_hand(tiny):
     assert b["frequency_trend_30d"] == 1 and b["monetary_trend_30d"] == 5
     assert math.isnan(b["mean_days_between_purchases"])
     assert math.isnan(b["overdue_ratio"])
+    assert math.isnan(b["purchase_gap_cv"])  # fewer than two gaps
+    assert b["active_span_ratio"] == 0 and b["active_months_90d"] == 1
     assert (f[columns.CUTOFF] == CUTOFF).all()
     assert list(f.columns[:4]) == [
         columns.CUSTOMER_ID,
@@ -116,6 +126,25 @@ def test_window_includes_its_first_instant_and_excludes_the_cutoff():
     # 2024-03-02 is exactly 30 days before the cutoff: inside the 30-day window.
     assert row(f, "A")["monetary_30d"] == 1
     assert row(f, "A")["monetary_60d"] == 3
+
+
+def test_purchase_days_and_gaps_are_point_in_time():
+    log = tx(
+        [
+            ("A", "2024-03-01 09:00", 1, 1),
+            ("A", "2024-03-01 17:00", 1, 1),  # same day: one purchase day
+            ("A", "2024-03-11 10:00", 1, 1),  # gap 10 days
+            ("A", "2024-03-31 08:00", 1, 1),  # gap 20 days
+            ("A", "2024-03-31 20:00", 1, 1),  # after a mid-day cutoff
+        ]
+    )
+    a = row(build_features(log, "2024-03-31 12:00"), "A")
+    assert a["purchase_gap_cv"] == pytest.approx(5 / 15)  # gaps 10, 20
+    assert a["lifetime_frequency"] == 4
+    before = row(build_features(log, "2024-03-31"), "A")
+    assert math.isnan(before["purchase_gap_cv"])  # a single gap (10 days)
+    # (last - first) / (cutoff - first) = 10 days 1 hour / 29 days 15 hours
+    assert before["active_span_ratio"] == pytest.approx(241 / 711)
 
 
 def test_eligibility(tiny):
@@ -280,6 +309,24 @@ def reference_features(transactions, feedback, cutoff, windows, eligibility_days
         r["overdue_ratio"] = r["recency_days"] / mean_gap if mean_gap > 0 else np.nan
         r["lifetime_frequency"] = len(times)
         r["lifetime_monetary"] = sum(amounts)
+        days = sorted({t.normalize() for t in times})
+        day_gaps = [(b - a).days for a, b in zip(days[:-1], days[1:], strict=True)]
+        r["purchase_gap_cv"] = (
+            np.std(day_gaps) / np.mean(day_gaps) if len(day_gaps) >= 2 else np.nan
+        )
+        r["active_span_ratio"] = (max(times) - min(times)) / (c - min(times))
+        period = pd.Timedelta(days=30)
+        r[f"active_months_{big}d"] = sum(
+            1
+            for k in range(math.ceil(big / 30))
+            if any(in_window(t, big) and c - (k + 1) * period <= t < c - k * period for t in times)
+        )
+        for half_life in (30, 90):
+            weights = [0.5 ** ((c - t).total_seconds() / 86_400 / half_life) for t in times]
+            r[f"decayed_frequency_{half_life}d"] = sum(weights)
+            r[f"decayed_monetary_{half_life}d"] = sum(
+                w * a for w, a in zip(weights, amounts, strict=True)
+            )
         r[f"quantity_{big}d"] = sum(q for t, q in zip(times, qty, strict=True) if in_window(t, big))
         r["lifetime_quantity"] = sum(qty)
 

@@ -183,6 +183,14 @@ def test_single_class_training_data_is_rejected(table: pd.DataFrame) -> None:
         training.train_candidate(flat, "logistic_regression", n_iter=1)
 
 
+def test_xgboost_search_keeps_a_small_boosting_budget() -> None:
+    space = training.search_space("xgboost")
+    budget = max(space["learning_rate"]) * max(space["n_estimators"])
+    assert budget <= training.MAX_BOOSTING_BUDGET
+    default = training.default_params("xgboost")
+    assert default["learning_rate"] * default["n_estimators"] <= training.MAX_BOOSTING_BUDGET
+
+
 def test_unknown_model_type() -> None:
     with pytest.raises(ValueError, match="unknown model type"):
         training.search_space("svm")
