@@ -1,6 +1,41 @@
 """Test-wide set-up: the same runtime environment the CLI and the image use."""
 
+import os
+from pathlib import Path
+
+import pytest
+
 from churn_kfp.config import apply_runtime_env
 
 # Before any test imports xgboost (OMP_WAIT_POLICY is read once, at import).
 apply_runtime_env()
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def find_cdnow_file() -> Path:
+    """The CDNOW log beside the checkout (``../shared``) or under ``$CHURN_SHARED_DIR``.
+
+    It is not committed: a missing file fails the calling test with the places looked in
+    (a silent skip would hide that the real-data example is untested).
+    """
+    candidates = []
+    if os.environ.get("CHURN_SHARED_DIR"):
+        candidates.append(Path(os.environ["CHURN_SHARED_DIR"]) / "data/cdnow/CDNOW_master.txt")
+    candidates.append(REPO.parent / "shared/data/cdnow/CDNOW_master.txt")
+    for path in candidates:
+        if path.is_file():
+            return path
+    pytest.fail(
+        "CDNOW_master.txt not found; looked in: "
+        + ", ".join(str(p) for p in candidates)
+        + ". It is not committed: put the shared data beside the checkout (../shared) or "
+        "set CHURN_SHARED_DIR to the folder holding data/cdnow/."
+    )
+
+
+@pytest.fixture(scope="session")
+def cdnow_path() -> Path:
+    """Path of the CDNOW purchase log (fails the test when it is missing)."""
+    return find_cdnow_file()

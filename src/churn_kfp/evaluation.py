@@ -51,7 +51,9 @@ Evaluation protocol.
    before the cutoff, the label says whether the customer bought nothing in the churn window
    after it. Rows are split by cutoff: the oldest cutoffs train, a later one validates, the
    latest one tests. The label windows of the training and validation cutoffs end on or before
-   the test cutoff, so no training label uses information from the test period.
+   the test cutoff, so no training label uses information from the test period. Validation
+   mirrors test: the training cutoffs' label windows end by the validation cutoff (on the
+   cutoff grid), so a candidate is chosen on a period its training labels have not seen.
 2. Model selection on validation only. Each candidate (XGBoost, logistic regression, random
    forest) is tuned by a seeded random search fitted on train and scored by ROC AUC on
    validation; its decision threshold maximises F1 on validation; the chosen parameters are then

@@ -22,6 +22,7 @@ from churn_kfp.features import (
     build_features,
     describe_feature_groups,
     feature_groups_used,
+    label_gap_steps,
     plan_cutoffs,
 )
 
@@ -404,6 +405,11 @@ def check_rules(plan: CutoffPlan, start: str, end: str, min_history_days: int):
     for c in [*plan.train, plan.validation]:
         assert c + horizon <= plan.test
         assert c >= T(start) + pd.Timedelta(days=min_history_days)
+    # validation mirrors test: no training label window reaches past the validation cutoff
+    # (on a month grid, a 30-day window may end up to 2 days into a month after February)
+    slack = pd.Timedelta(days=2)
+    for c in plan.train:
+        assert c + horizon <= plan.validation + slack
 
 
 def test_plan_cdnow_like():
@@ -411,7 +417,8 @@ def test_plan_cdnow_like():
     # 1998-04-01 + 90 days = 1998-06-30 <= 1998-07-01: the latest month start that fits
     assert plan.test == T("1998-04-01")
     assert plan.validation == T("1998-01-01")  # + 90 days = 1998-04-01
-    assert plan.train == [T("1997-11-01"), T("1997-12-01")]
+    # 90 days = 3 month steps: the training label windows end by the validation cutoff
+    assert plan.train == [T("1997-09-01"), T("1997-10-01")]
     check_rules(plan, "1997-01-01", "1998-06-30", 30)
 
 
@@ -433,7 +440,8 @@ def test_plan_spacing_days():
     )
     assert plan.test == T("2024-06-02")  # 2024-06-30 - 28 days
     assert plan.validation == T("2024-05-05")  # 2 steps back: 28 days before the test
-    assert plan.train == [T("2024-03-24"), T("2024-04-07"), T("2024-04-21")]
+    # and 2 more steps back for training (2024-04-21 + 28 days would pass the validation)
+    assert plan.train == [T("2024-03-10"), T("2024-03-24"), T("2024-04-07")]
     check_rules(plan, "2024-01-01", "2024-06-29", 30)
 
 
@@ -476,23 +484,37 @@ def test_plan_insufficient_history_message():
     message = str(info.value)
     assert "2024-01-01..2024-03-31" in message
     assert "horizon 30 days" in message
-    assert "need at least 2" in message
+    assert "a training cutoff 1 grid step(s) before it" in message
     assert isinstance(info.value, ValueError)
     with pytest.raises(InsufficientHistoryError):
         plan_cutoffs("2024-01-01", "2024-02-15", horizon_days=60)
+
+
+@pytest.mark.parametrize(
+    "horizon,step,steps", [(30, 30, 1), (31, 30, 2), (90, 30, 3), (28, 14, 2), (5, 7, 1)]
+)
+def test_label_gap_steps(horizon, step, steps):
+    assert label_gap_steps(horizon, step) == steps
+
+
+def test_plan_validation_gap_follows_the_horizon():
+    # 60 days on a month grid: the last training cutoff is two months before validation
+    plan = plan_cutoffs("2024-01-01", "2024-12-31", horizon_days=60, n_train_cutoffs=2)
+    assert (plan.test, plan.validation) == (T("2024-11-01"), T("2024-09-01"))
+    assert plan.train == [T("2024-06-01"), T("2024-07-01")]
 
 
 def test_plan_round_trip_and_split_of():
     plan = plan_cutoffs("1997-01-01", "1998-06-30", horizon_days=90, n_train_cutoffs=2)
     data = json.loads(json.dumps(plan.to_dict()))
     assert data == {
-        "train": ["1997-11-01", "1997-12-01"],
+        "train": ["1997-09-01", "1997-10-01"],
         "validation": "1998-01-01",
         "test": "1998-04-01",
         "horizon_days": 90,
     }
     assert CutoffPlan.from_dict(data) == plan
-    assert plan.split_of("1997-11-01") == columns.TRAIN
+    assert plan.split_of("1997-10-01") == columns.TRAIN
     assert plan.split_of(T("1998-01-01")) == columns.VALIDATION
     assert plan.split_of("1998-04-01") == columns.TEST
     with pytest.raises(ValueError, match="not in the plan"):
