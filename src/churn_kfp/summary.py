@@ -47,6 +47,7 @@ def build_training_summary(registered: dict, evaluation: dict, elapsed_s: float)
         "chosen_model": chosen,
         "metrics": {k: _round(test.get(k)) for k in HEADLINE_METRICS},
         "lift_top_decile": _round(test.get("lift_top_decile")),
+        "capture_top_decile": _round(test.get("capture_top_decile")),
         "base_rate": _round(test.get("base_rate")),
         "candidates": {
             name: {split: _metrics(c.get(split)) for split in ("validation", "test")}
@@ -101,8 +102,20 @@ def format_training_summary(summary: dict) -> str:
         "test metrics:  "
         + "  ".join(f"{k}={m[k]}" for k in HEADLINE_METRICS if m.get(k) is not None),
     ]
+    if summary.get("lift_top_decile") is not None:
+        lines.append(
+            f"top decile:    lift={summary['lift_top_decile']}  "
+            f"capture={summary.get('capture_top_decile')}  "
+            f"(base churn rate {summary.get('base_rate')})"
+        )
     for name, vals in summary.get("baselines", {}).items():
         lines.append(f"baseline {name}: roc_auc={vals.get('roc_auc')} pr_auc={vals.get('pr_auc')}")
+    cutoffs = summary.get("data", {}).get("cutoffs")
+    if cutoffs:
+        lines.append(
+            "cutoffs:       "
+            + "  ".join(f"{split}={','.join(cutoffs.get(split, []))}" for split in cutoffs)
+        )
     if summary.get("leakage_warning"):
         lines.append(f"WARNING: {summary['leakage_warning']}")
     verdict = "promoted to @champion" if summary["promoted"] else "not promoted"

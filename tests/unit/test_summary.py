@@ -7,13 +7,22 @@ METRICS = {"f1": 0.71234, "precision": 0.6, "recall": 0.8, "accuracy": 0.9, "roc
 EVALUATION = {
     "champion": "xgboost",
     "candidates": {
-        "xgboost": {"validation": METRICS, "test": dict(METRICS, pr_auc=0.7), "params": {"a": 1}},
+        "xgboost": {
+            "validation": METRICS,
+            "test": dict(
+                METRICS, pr_auc=0.7, lift_top_decile=2.5, capture_top_decile=0.25, base_rate=0.2
+            ),
+            "params": {"a": 1},
+        },
         "logistic_regression": {"validation": METRICS, "test": dict(METRICS, roc_auc=0.85)},
     },
     "baselines": {"recency_only": {"test": {"roc_auc": 0.8, "pr_auc": 0.5}}},
     "leakage_warning": None,
     "train_test_gap": 0.02,
-    "data": {"features": {"numeric": ["recency_days", "frequency_30d"], "categorical": []}},
+    "data": {
+        "features": {"numeric": ["recency_days", "frequency_30d"], "categorical": []},
+        "cutoffs": {"train": ["2025-02-01", "2025-03-01"], "validation": ["2025-04-01"]},
+    },
 }
 REGISTERED = {
     "pipeline": "churn-training",
@@ -44,6 +53,8 @@ def test_format_names_version_decision_and_report():
     assert "version 3: not promoted (champion kept)" in text
     assert "champion is now version 2" in text
     assert "baseline recency_only: roc_auc=0.8" in text
+    assert "top decile:    lift=2.5  capture=0.25  (base churn rate 0.2)" in text
+    assert "train=2025-02-01,2025-03-01  validation=2025-04-01" in text
 
 
 def test_publish_copies_report_and_keeps_every_run(tmp_path):
