@@ -6,10 +6,12 @@ import json
 
 import pandas as pd
 import pandera.pandas as pa
+import pyarrow
 import pytest
 
 from churn_kfp import importer
 from churn_kfp.cli import main
+from churn_kfp.contract import schema
 from churn_kfp.importer import (
     ImportFailed,
     ImportRefused,
@@ -228,6 +230,16 @@ def test_amount_is_quantity_times_unit_price(tmp_path, zone):
     assert frame["quantity"].tolist()[0] == 3.0
 
 
+def test_a_line_repeating_a_dropped_line_is_kept(tmp_path, zone):
+    text = "order,cust,date,total,state\nA1,1,2025-01-05,10,cancelled\nA1,1,2025-01-05,10,ok\n"
+    columns = {**BASIC["columns"], "order_id": "order", "status": "state"}
+    rule = {"status_values": ["cancelled"]}
+    report = import_file(
+        write(tmp_path, "o.csv", text), mapping(columns=columns, returns=rule), zone, progress=False
+    )
+    assert report.dropped == {"cancelled_status": 1} and report.rows_kept == 1
+
+
 def test_malformed_lines_are_dropped_and_counted(tmp_path, zone):
     text = CLEAN + "4,2025-01-07,1.00,extra\n"
     report = import_file(write(tmp_path, "o.csv", text), mapping(), zone, progress=False)
@@ -423,6 +435,38 @@ def test_contract_violation_is_refused(tmp_path, zone, monkeypatch):
     monkeypatch.setattr(importer, "schema", lambda table: strict)
     error = refused(tmp_path, zone, CLEAN, mapping())
     assert "data contract" in str(error)
+
+
+def test_contracts_checking_one_value_at_a_time_are_checked_on_distinct_values():
+    assert importer._value_wise(schema("transactions")) and importer._value_wise(schema("feedback"))
+    assert not importer._value_wise(schema("customers"))  # unique ids: every row is checked
+    assert not importer._value_wise(
+        pa.DataFrameSchema({"amount": pa.Column(float, pa.Check.gt(0))})
+    )
+
+
+@pytest.mark.parametrize(
+    ("column", "contract", "last_line"),
+    [
+        ("amount", pa.Column(float, nullable=False), "7,2025-01-09,\n"),  # noted, kept
+        ("customer_id", pa.Column(int, nullable=False), "x7,2025-01-09,1.00\n"),
+    ],
+)
+def test_distinct_value_check_still_refuses_one_bad_row(
+    tmp_path, zone, monkeypatch, column, contract, last_line
+):
+    columns = {
+        "customer_id": pa.Column(str, nullable=False),
+        "timestamp": pa.Column("datetime64[ns]", nullable=False),
+        "amount": pa.Column(float, nullable=True),
+    }
+    strict = pa.DataFrameSchema({**columns, column: contract}, coerce=True)
+    assert importer._value_wise(strict)
+    monkeypatch.setattr(importer, "schema", lambda table: strict)
+    lines = "".join(f"{i % 7 + 1},2025-01-{i % 28 + 1:02d},{i % 5}.50\n" for i in range(300))
+    error = refused(tmp_path, zone, "cust,date,total\n" + lines + last_line, mapping())
+    assert "data contract" in str(error) and column in str(error)
+    assert data_keys(zone) == []
 
 
 # --- idempotence, overlaps, failures ------------------------------------------------------
@@ -661,3 +705,75 @@ def test_whitespace_collapse_is_the_same_in_small_blocks():
     expected = b"a b c\r\n1 2 3\r\n\r\n4 5 6\n7 8 9"
     assert importer._collapse_blanks(data) == expected
     assert all(importer._collapse_blanks(data, block=size) == expected for size in (1, 5, 13))
+
+
+# --- fast paths give what the plain ones give --------------------------------------------
+
+
+def messy_export() -> str:
+    """Every kind of defect, each value repeated, and a block of duplicated lines."""
+    ids = ["17850", "17850.0", "0042", " 42 ", "", "abc"]
+    dates = [
+        "2025-02-30 10:00:00",
+        "2025-03-01 00:00:00",
+        " 2025-01-05 10:00:00 ",
+        "",
+        "NA",
+        "9999-12-31 00:00:00",
+        "2025-05-03T04:05:06+02:00",
+        "garbage",
+        "2025-1-5 1:2:3",
+        "2024-02-29 12:00:00",
+        "2025-04-02",
+    ]
+    quantities = ["1", "-1", "x", "", "3.5"]
+    prices = ["1.50", "0", "abc", "", "1e2", "inf", " 4.25 "]
+    lines = [
+        ";".join([ids[i % 6], dates[i % 11], quantities[i % 5], prices[i % 7]]) for i in range(600)
+    ]
+    return "\n".join(["cust;date;qty;price", *lines, *lines[:50]]) + "\n"
+
+
+def test_values_converted_once_per_distinct_value_give_the_same_import(tmp_path, monkeypatch):
+    source = write(tmp_path, "messy.csv", messy_export())
+    spec = {
+        "format": "csv",
+        "delimiter": ";",
+        "columns": {
+            "customer_id": "cust",
+            "timestamp": "date",
+            "quantity": "qty",
+            "unit_price": "price",
+        },
+        "amount": "quantity_x_unit_price",
+        "returns": {"negative_quantity": True, "action": "keep"},
+        "timezone": "Europe/London",
+    }
+    results = []
+    for repetitive in (False, True):
+        monkeypatch.setattr(importer, "_repetitive", lambda values, r=repetitive: r)
+        zone = LocalLandingZone(tmp_path / f"landing-{repetitive}")
+        report = import_file(source, mapping_from_dict(spec), zone, progress=False)
+        summary = (report.dropped, report.notes, report.examples, report.customers)
+        results.append((summary, imported(zone)))
+    (row_by_row, frame), (per_value, same_frame) = results
+    assert row_by_row == per_value
+    assert {"unparseable_timestamp", "duplicate_line", "non_numeric_unit_price"} <= set(
+        row_by_row[0]
+    )
+    pd.testing.assert_frame_equal(frame, same_frame)
+
+
+@pytest.mark.parametrize(
+    "ids",
+    [
+        ["17850", "1", None, "17850", "0", "42"],  # plain numbers: coded by sorting integers
+        ["007", "7", None, "7"],  # a leading zero: coded as strings
+        ["x7", "7", "x7"],  # not a number: coded as strings
+        ["99999999999999999999", "1", "1"],  # more digits than an int64 holds
+    ],
+)
+def test_customer_id_codes_tell_exactly_the_same_ids_apart(ids):
+    codes, dictionary = importer._id_codes(pyarrow.chunked_array([ids], pyarrow.string()))
+    assert sorted(dictionary.to_pylist()) == sorted({i for i in ids if i is not None})
+    assert [dictionary[c].as_py() if c >= 0 else None for c in codes] == ids
