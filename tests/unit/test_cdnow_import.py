@@ -1,14 +1,14 @@
 """The shipped CDNOW mapping imports the real CDNOW log as its README describes it.
 
 The data is not in this repository: it is read from ``../shared/data/cdnow/`` beside the
-checkout (or ``$CHURN_SHARED_DIR/data/cdnow/``). A missing file fails the test with the
-places it was looked for: a silent skip would hide that the example is untested.
+checkout (or ``$CHURN_SHARED_DIR/data/cdnow/``) by the ``cdnow_path`` fixture. A missing
+file fails the test with the places it was looked for: a silent skip would hide that the
+example is untested.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 
 import pytest
@@ -21,32 +21,16 @@ MAPPING = REPO / "examples/cdnow/mapping.yaml"
 SHA256 = "eff6889ed364c5199d6eacbbeb7a6d559971df4406ac876f322c373f00a072ef"
 
 
-def cdnow_file() -> Path:
-    candidates = []
-    if os.environ.get("CHURN_SHARED_DIR"):
-        candidates.append(Path(os.environ["CHURN_SHARED_DIR"]) / "data/cdnow/CDNOW_master.txt")
-    candidates.append(REPO.parent / "shared/data/cdnow/CDNOW_master.txt")
-    for path in candidates:
-        if path.is_file():
-            return path
-    pytest.fail(
-        "CDNOW_master.txt not found; looked in: "
-        + ", ".join(str(p) for p in candidates)
-        + ". It is not committed: put the shared data beside the checkout (../shared) or "
-        "set CHURN_SHARED_DIR to the folder holding data/cdnow/."
-    )
-
-
 @pytest.fixture(scope="module")
-def cdnow_import(tmp_path_factory):
-    source = cdnow_file()
+def cdnow_import(tmp_path_factory, cdnow_path):
+    source = cdnow_path
     zone = LocalLandingZone(tmp_path_factory.mktemp("cdnow") / "landing")
     report = import_file(source, load_mapping(MAPPING), zone, progress=False)
     return source, zone, report
 
 
-def test_the_file_is_the_one_the_readme_describes():
-    assert hashlib.sha256(cdnow_file().read_bytes()).hexdigest() == SHA256
+def test_the_file_is_the_one_the_readme_describes(cdnow_path):
+    assert hashlib.sha256(cdnow_path.read_bytes()).hexdigest() == SHA256
 
 
 def test_cdnow_import_report(cdnow_import):

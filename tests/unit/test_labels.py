@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -20,7 +18,6 @@ from churn_kfp.labels import (
 
 T = pd.Timestamp
 CUTOFF = T("2024-04-01")
-CDNOW = Path(__file__).resolve().parents[3] / "shared" / "data" / "cdnow" / "CDNOW_master.txt"
 
 
 def tx(rows):
@@ -136,13 +133,12 @@ def test_label_report_and_quality():
         check_label_quality(labelled, max_rate=0.25)
 
 
-@pytest.mark.skipif(not CDNOW.exists(), reason=f"CDNOW data not found at {CDNOW}")
-def test_cdnow_reference_counts():
+def test_cdnow_reference_counts(cdnow_path):
     """Reproduces the reference counts in shared/data/cdnow/README.md.
 
     The reference drops the 80 zero-dollar lines; eligibility 365 days, horizon 90 days.
     """
-    raw = pd.read_csv(CDNOW, sep=r"\s+", dtype=str)
+    raw = pd.read_csv(cdnow_path, sep=r"\s+", dtype=str)
     log = pd.DataFrame(
         {
             "customer_id": raw["customer_id"],
