@@ -19,6 +19,7 @@ def build_features(
     features: Output[Dataset],
     cutoff_plan: Output[Artifact],
     test_cutoff: str = "",
+    cutoff_spacing: str = "MS",
 ) -> NamedTuple("FeatureOutputs", [("feature_groups", str), ("test_cutoff", str), ("rows", int)]):
     """Plans train/validation/test cutoffs from the data's range and builds features.
 
@@ -32,6 +33,8 @@ def build_features(
         windows: Comma-separated feature windows in days, e.g. ``"30,60,90"``.
         test_cutoff: Test cutoff ``YYYY-MM-DD``; empty means the latest whose churn window
             the data fully covers.
+        cutoff_spacing: Grid of the cutoffs: a pandas frequency (``MS`` month starts,
+            ``W-MON`` Mondays) or a number of days back from the test cutoff (``14d``).
     """
     import json
     from collections import namedtuple
@@ -43,11 +46,14 @@ def build_features(
     tx = pd.read_parquet(transactions.path)
     cust = pd.read_parquet(customers.path)
     fb = pd.read_parquet(scored_feedback.path)
+    spacing, spacing_days = feats.parse_spacing(cutoff_spacing)
     plan = feats.plan_cutoffs(
         tx["timestamp"].min(),
         tx["timestamp"].max(),
         horizon_days=horizon_days,
         n_train_cutoffs=n_train_cutoffs,
+        spacing=spacing,
+        spacing_days=spacing_days,
         test_cutoff=test_cutoff or None,
     )
     table = feats.build_feature_table(

@@ -38,6 +38,7 @@ def training_pipeline(
     eligibility_days: int = 90,
     windows: str = "30,60,90",
     test_cutoff: str = "",
+    cutoff_spacing: str = "MS",
     n_iter: int = 6,
     min_f1: float = 0.5,
     min_roc_auc: float = 0.7,
@@ -77,6 +78,7 @@ def training_pipeline(
         eligibility_days=eligibility_days,
         windows=windows,
         test_cutoff=test_cutoff,
+        cutoff_spacing=cutoff_spacing,
     ).set_display_name("features as of cutoffs")
 
     labelled = label_churn(

@@ -43,6 +43,7 @@ Performance: transactions are encoded once (:class:`TransactionIndex`: integer c
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -161,6 +162,43 @@ class CutoffPlan:
             test=_timestamp(data["test"]),
             horizon_days=int(data["horizon_days"]),
         )
+
+
+DEFAULT_SPACING = "MS"
+"""Cutoffs on month starts unless told otherwise."""
+
+_DAYS_SPACING = re.compile(r"^\s*(\d+)\s*d(ays?)?\s*$", re.IGNORECASE)
+
+
+def parse_spacing(spacing: str) -> tuple[str, int | None]:
+    """Reads a cutoff spacing as given on the command line or as a pipeline parameter.
+
+    Args:
+        spacing: A pandas frequency alias for a calendar grid (``"MS"`` month starts,
+            ``"W-MON"`` Mondays, ``"QS"`` quarter starts) or a number of days
+            (``"14d"``: every 14 days going back from the test cutoff). Empty means
+            :data:`DEFAULT_SPACING`.
+
+    Returns:
+        ``(spacing, spacing_days)`` as :func:`plan_cutoffs` takes them.
+
+    Raises:
+        ValueError: Neither a frequency pandas knows nor a positive number of days.
+    """
+    text = (spacing or DEFAULT_SPACING).strip()
+    days = _DAYS_SPACING.match(text)
+    if days and int(days.group(1)) >= 1:
+        return DEFAULT_SPACING, int(days.group(1))
+    try:
+        offset = None if days else pd.tseries.frequencies.to_offset(text)
+    except ValueError:
+        offset = None
+    if offset is None or offset.n < 1:
+        raise ValueError(
+            f"cutoff spacing {spacing!r} is neither a pandas frequency (MS: month starts, "
+            "W-MON: Mondays, QS: quarter starts) nor a positive number of days (14d)"
+        )
+    return text, None
 
 
 def plan_cutoffs(

@@ -98,3 +98,15 @@ def test_every_task_reads_cluster_config_from_secret_and_config_map(compiled):
         assert [c["configMapName"] for c in config["configMapAsEnv"]] == [CONFIG_MAP], name
     text = compiled[TRAINING_PIPELINE].read_text()
     assert "CHANGE_ME" not in text and "secretKey: AWS_SECRET_ACCESS_KEY" in text
+
+
+def test_protocol_parameters_have_documented_defaults(compiled):
+    params = _spec(compiled[TRAINING_PIPELINE])["root"]["inputDefinitions"]["parameters"]
+    defaults = {name: p.get("defaultValue") for name, p in params.items()}
+    assert defaults["horizon_days"] == 30.0
+    assert defaults["n_train_cutoffs"] == 3.0
+    assert defaults["windows"] == "30,60,90"
+    assert defaults["cutoff_spacing"] == "MS"
+    task = _spec(compiled[TRAINING_PIPELINE])["root"]["dag"]["tasks"]["build-features"]
+    wired = task["inputs"]["parameters"]["cutoff_spacing"]
+    assert wired == {"componentInputParameter": "cutoff_spacing"}

@@ -23,6 +23,7 @@ from churn_kfp.features import (
     describe_feature_groups,
     feature_groups_used,
     label_gap_steps,
+    parse_spacing,
     plan_cutoffs,
 )
 
@@ -502,6 +503,38 @@ def test_plan_validation_gap_follows_the_horizon():
     plan = plan_cutoffs("2024-01-01", "2024-12-31", horizon_days=60, n_train_cutoffs=2)
     assert (plan.test, plan.validation) == (T("2024-11-01"), T("2024-09-01"))
     assert plan.train == [T("2024-06-01"), T("2024-07-01")]
+
+
+@pytest.mark.parametrize(
+    "text,parsed",
+    [
+        ("", ("MS", None)),
+        ("MS", ("MS", None)),
+        ("W-MON", ("W-MON", None)),
+        ("QS", ("QS", None)),
+        ("14d", ("MS", 14)),
+        (" 7 days ", ("MS", 7)),
+    ],
+)
+def test_parse_spacing(text, parsed):
+    assert parse_spacing(text) == parsed
+
+
+@pytest.mark.parametrize("text", ["fortnightly", "0d", "-3d"])
+def test_parse_spacing_refuses_with_the_forms_it_takes(text):
+    with pytest.raises(ValueError, match="pandas frequency .* number of days"):
+        parse_spacing(text)
+
+
+def test_weekly_plan_keeps_the_gaps():
+    spacing, days = parse_spacing("W-MON")
+    plan = plan_cutoffs(
+        "2024-01-01", "2024-06-30", horizon_days=28, n_train_cutoffs=2, spacing=spacing
+    )
+    assert all(c.dayofweek == 0 for c in plan.all_cutoffs())
+    assert plan.validation + pd.Timedelta(days=28) <= plan.test
+    assert plan.train[-1] + pd.Timedelta(days=28) == plan.validation  # 4 weekly steps
+    check_rules(plan, "2024-01-01", "2024-06-30", 30)
 
 
 def test_plan_round_trip_and_split_of():

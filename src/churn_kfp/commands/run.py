@@ -27,6 +27,7 @@ def training_arguments(args: argparse.Namespace) -> dict:
         "eligibility_days": args.eligibility_days,
         "windows": args.windows,
         "test_cutoff": args.test_cutoff,
+        "cutoff_spacing": args.cutoff_spacing,
         "n_iter": args.n_iter,
         "min_f1": args.min_f1,
         "min_roc_auc": args.min_roc_auc,
@@ -84,6 +85,17 @@ def _handle(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cutoff_spacing(value: str) -> str:
+    """Checks a ``--cutoff-spacing`` before any pipeline starts."""
+    from churn_kfp.features import parse_spacing
+
+    try:
+        parse_spacing(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return value
+
+
 def add_training_options(parser: argparse.ArgumentParser) -> None:
     """Options shared by every command that trains (run, example runs, simulate)."""
     data = parser.add_argument_group("data")
@@ -112,6 +124,13 @@ def add_training_options(parser: argparse.ArgumentParser) -> None:
         "--test-cutoff",
         default="",
         help="test cutoff YYYY-MM-DD (default: the latest whose churn window has passed)",
+    )
+    model.add_argument(
+        "--cutoff-spacing",
+        default="MS",
+        type=_cutoff_spacing,
+        help="grid of the cutoffs: a pandas frequency (MS month starts, W-MON Mondays, QS "
+        "quarter starts) or a number of days back from the test cutoff (14d)",
     )
     model.add_argument("--n-iter", type=int, default=6, help="search iterations per model")
     gate = parser.add_argument_group("registration, validation gate and promotion")
