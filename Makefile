@@ -11,6 +11,9 @@ export CHURN_HOME ?= $(CURDIR)/.churn
 export MLFLOW_DISABLE_TELEMETRY ?= true
 export OMP_WAIT_POLICY ?= PASSIVE
 export MLFLOW_ALLOW_PICKLE_DESERIALIZATION ?= true
+# VERBOSE=1 make run  -> every task's log on the terminal (default: one line per task;
+# the full logs are in $(CHURN_HOME)/logs/ either way).
+QUIET := $(if $(VERBOSE),,--quiet)
 # IMAGE=registry/churn:tag make compile  -> components run in that image on a cluster.
 ifdef IMAGE
 export CHURN_IMAGE := $(IMAGE)
@@ -31,8 +34,8 @@ $(STAMP): pyproject.toml requirements.lock
 
 install: $(STAMP) ## Create .venv if missing and install the pinned project
 
-run: $(STAMP) ## Train, evaluate and register a churn model locally (kfp.local, no cluster)
-	$(BIN)/churn run
+run: $(STAMP) ## Train, evaluate and register a churn model locally (kfp.local, no cluster; VERBOSE=1: task logs)
+	$(BIN)/churn run $(QUIET)
 
 test: $(STAMP) ## Run the whole test suite (unit, pipeline, serving, storage, manifests)
 	$(BIN)/ruff check .
@@ -66,7 +69,7 @@ example-cdnow: $(STAMP) ## Import the real CDNOW purchase log and train on it (9
 	    --landing-zone "$(CHURN_HOME)/landing-cdnow" --fresh
 	$(BIN)/churn run --no-generate --landing-zone "$(CHURN_HOME)/landing-cdnow" \
 	    --model-name churn-classifier-cdnow --horizon-days 90 --train-cutoffs 2 \
-	    --eligibility-days 365 --windows 30,90,180,365 --test-cutoff 1998-03-01
+	    --eligibility-days 365 --windows 30,90,180,365 --test-cutoff 1998-03-01 $(QUIET)
 
 submit: compile ## Upload the training pipeline to Kubeflow and start a run (KFP_HOST, KFP_NAMESPACE, KFP_TOKEN)
 	$(BIN)/churn submit --pipeline churn-training --out-dir build/pipelines

@@ -79,6 +79,11 @@ class Settings:
         return self.home / "state"
 
     @property
+    def logs_dir(self) -> Path:
+        """Full task logs of every local pipeline run."""
+        return self.home / "logs"
+
+    @property
     def last_run_path(self) -> Path:
         """JSON summary of the latest pipeline run."""
         return self.home / "last-run.json"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import builtins
 import contextlib
 import io
+import logging
 import os
 import re
 import sys
@@ -12,6 +13,7 @@ import time
 import warnings
 from collections import deque
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 
 from churn_kfp.config import Settings, apply_runtime_env
@@ -19,31 +21,48 @@ from churn_kfp.config import Settings, apply_runtime_env
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _EXCEPTION_LINE = re.compile(r"^(?:[A-Za-z_][\w.]*\.)?[A-Z]\w*(?:Error|Exception)\b:\s*(.+)$")
 _FAILED_TASK = re.compile(r"Inner task failed: '([^']+)'")
+_TASK_DONE = re.compile(r"Task '([^']+)' finished with status (\w+)")
 
 
 class PipelineRunError(RuntimeError):
     """A local pipeline run failed; the message names the task and the cause."""
 
-    def __init__(self, pipeline: str, task: str | None, cause: str | None):
-        self.pipeline, self.task, self.cause = pipeline, task, cause
+    def __init__(
+        self, pipeline: str, task: str | None, cause: str | None, log_path: Path | None = None
+    ):
+        self.pipeline, self.task, self.cause, self.log_path = pipeline, task, cause, log_path
         where = f"step '{task}'" if task else "a step"
-        super().__init__(f"pipeline '{pipeline}' failed in {where}: {cause or 'see the log above'}")
+        fallback = f"see the task logs in {log_path}" if log_path else "see the log above"
+        super().__init__(f"pipeline '{pipeline}' failed in {where}: {cause or fallback}")
 
 
 class _Tee(io.TextIOBase):
-    """Writes through to a stream (unless quiet) and keeps the last lines."""
+    """Writes through to a stream and keeps the last lines.
 
-    def __init__(self, stream, keep: int, quiet: bool):
-        self.stream, self.quiet = stream, quiet
+    With ``progress``, a quiet run writes one line per finished task instead of the logs.
+    """
+
+    def __init__(self, stream, keep: int, quiet: bool, progress: bool = False, log=None):
+        self.stream, self.quiet, self.progress, self.log = stream, quiet, progress, log
         self.lines: deque[str] = deque(maxlen=keep)
         self._partial = ""
+        self._started = time.perf_counter()
 
     def write(self, text: str) -> int:
         if not self.quiet:
             self.stream.write(text)
+        if self.log is not None:
+            self.log.write(_ANSI.sub("", text))
         self._partial += text
         *complete, self._partial = self._partial.split("\n")
         self.lines.extend(complete)
+        if self.quiet and self.progress:
+            for line in complete:
+                if match := _TASK_DONE.search(_ANSI.sub("", line)):
+                    elapsed = time.perf_counter() - self._started
+                    task, status = match.groups()
+                    self.stream.write(f"  [{elapsed:6.1f} s] {task}: {status.lower()}\n")
+                    self.stream.flush()
         return len(text)
 
     def flush(self) -> None:
@@ -51,9 +70,21 @@ class _Tee(io.TextIOBase):
 
 
 @contextlib.contextmanager
-def _capture(quiet: bool, keep: int = 2000) -> Iterator[_Tee]:
-    tee = _Tee(sys.stdout, keep, quiet)
-    with contextlib.redirect_stdout(tee):
+def _capture(quiet: bool, progress: bool, log_path: Path, keep: int = 2000) -> Iterator[_Tee]:
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.ExitStack() as stack:
+        log = stack.enter_context(log_path.open("w", encoding="utf-8"))
+        tee = _Tee(sys.stdout, keep, quiet, progress, log)
+        stack.enter_context(contextlib.redirect_stdout(tee))
+        if quiet:
+            # Parallel loop tasks race on kfp.local's logger set-up and some of their logs
+            # reach the root logger's own handlers: quiet means those too.
+            for handler in logging.getLogger().handlers:
+                if isinstance(handler, logging.StreamHandler) and handler.stream in (
+                    sys.stderr,
+                    sys.stdout,
+                ):
+                    stack.callback(handler.setStream, handler.setStream(tee))
         yield tee
 
 
@@ -89,7 +120,11 @@ def prepare_environment(settings: Settings) -> None:
 
 
 def run_locally(
-    pipeline_func: Callable, arguments: dict, settings: Settings, quiet: bool = False
+    pipeline_func: Callable,
+    arguments: dict,
+    settings: Settings,
+    quiet: bool = False,
+    progress: bool = False,
 ) -> tuple[str | None, float]:
     """Runs a pipeline with ``kfp.local.SubprocessRunner`` in this virtualenv.
 
@@ -98,9 +133,12 @@ def run_locally(
         arguments: Pipeline parameters.
         settings: Where local state lives.
         quiet: Hide the task logs (they are still searched for the error on failure).
+        progress: When quiet, print one line per finished task (time, task, status).
 
     Returns:
         The pipeline's return value (if any) and the elapsed seconds.
+
+    The full task logs also go to ``settings.logs_dir/<pipeline>-<time>.log``.
 
     Raises:
         PipelineRunError: A step failed; the message names the step and the error.
@@ -117,15 +155,19 @@ def run_locally(
     )
     name = getattr(pipeline_func, "name", getattr(pipeline_func, "__name__", "pipeline"))
     started = time.perf_counter()
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S-%f")
+    log_path = settings.logs_dir / f"{name}-{stamp}.log"
+    if quiet and progress:
+        print(f"{name}: task logs in {log_path}", flush=True)
     # kfp.local swaps builtins.print for an indenting one during loops and may leave it.
     original_print = builtins.print
-    with _capture(quiet) as tee:
+    with _capture(quiet, progress, log_path) as tee:
         try:
             task = pipeline_func(**arguments)
         except RuntimeError as exc:
             lines = [*tee.lines, *str(exc).splitlines()]
             failed_task, cause = error_from_log(lines)
-            raise PipelineRunError(name, failed_task, cause) from exc
+            raise PipelineRunError(name, failed_task, cause, log_path) from exc
         finally:
             builtins.print = original_print
     output = None

@@ -42,8 +42,12 @@ def retraining_arguments(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def run_retraining(arguments: dict[str, Any], settings: Settings, quiet: bool = False) -> dict:
+def run_retraining(
+    arguments: dict[str, Any], settings: Settings, quiet: bool = False, progress: bool = False
+) -> dict:
     """Runs the retraining pipeline once, locally, and publishes its summary.
+
+    ``quiet`` hides the task logs; with ``progress`` too, one line per finished task shows.
 
     Returns:
         The run summary (also ``$CHURN_HOME/last-run.json``): ``pipeline``, ``status``
@@ -63,7 +67,9 @@ def run_retraining(arguments: dict[str, Any], settings: Settings, quiet: bool = 
     arguments = {**arguments, "run_tag": run_tag}
     try:
         with restored_print():
-            _, elapsed = run_locally(retraining_pipeline, arguments, settings, quiet=quiet)
+            _, elapsed = run_locally(
+                retraining_pipeline, arguments, settings, quiet=quiet, progress=progress
+            )
     except PipelineRunError as exc:
         record_failure(settings, RETRAINING_PIPELINE, exc)
         raise
@@ -237,7 +243,7 @@ def _handle_retrain(args: argparse.Namespace) -> int:
     arguments = retraining_arguments(args)
     while True:
         try:
-            result = run_retraining(arguments, settings, quiet=args.quiet)
+            result = run_retraining(arguments, settings, quiet=args.quiet, progress=True)
         except PipelineRunError as exc:
             print(f"\nerror: {exc}", file=sys.stderr)
             print(
@@ -245,6 +251,8 @@ def _handle_retrain(args: argparse.Namespace) -> int:
                 f"{settings.last_run_path}",
                 file=sys.stderr,
             )
+            if exc.log_path:
+                print(f"task logs: {exc.log_path}", file=sys.stderr)
             return 1
         print(format_retraining_summary(result))
         if not args.all_pending or result["status"] != "succeeded" or arguments["period"]:
@@ -370,7 +378,12 @@ def register(subparsers) -> None:
         default="xgboost,logistic_regression,random_forest",
         help="challenger models trained in parallel",
     )
-    parser.add_argument("-q", "--quiet", action="store_true", help="hide the per-step logs")
+    parser.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        help="one line per finished step instead of the step logs",
+    )
     parser.set_defaults(handler=_handle_retrain)
 
     sim = subparsers.add_parser(

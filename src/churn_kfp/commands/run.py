@@ -36,8 +36,12 @@ def training_arguments(args: argparse.Namespace) -> dict:
     }
 
 
-def run_training(arguments: dict, settings: Settings, quiet: bool = False) -> dict:
+def run_training(
+    arguments: dict, settings: Settings, quiet: bool = False, progress: bool = False
+) -> dict:
     """Runs the training pipeline locally and publishes its summary.
+
+    ``quiet`` hides the task logs; with ``progress`` too, one line per finished task shows.
 
     Raises:
         PipelineRunError: A step failed (``last-run.json`` then records the failure).
@@ -47,7 +51,9 @@ def run_training(arguments: dict, settings: Settings, quiet: bool = False) -> di
     from churn_kfp.pipelines.training import training_pipeline
 
     try:
-        output, elapsed = run_locally(training_pipeline, arguments, settings, quiet=quiet)
+        output, elapsed = run_locally(
+            training_pipeline, arguments, settings, quiet=quiet, progress=progress
+        )
     except PipelineRunError as exc:
         record_failure(settings, TRAINING_PIPELINE, exc)
         raise
@@ -75,10 +81,12 @@ def _handle(args: argparse.Namespace) -> int:
 
     settings = Settings.from_env()
     try:
-        result = run_training(training_arguments(args), settings, quiet=args.quiet)
+        result = run_training(training_arguments(args), settings, quiet=args.quiet, progress=True)
     except PipelineRunError as exc:
         print(f"\nerror: {exc}", file=sys.stderr)
         print(f"nothing was promoted; details in {settings.last_run_path}", file=sys.stderr)
+        if exc.log_path:
+            print(f"task logs: {exc.log_path}", file=sys.stderr)
         return 1
     print(format_training_summary(result))
     print(f"summary: {settings.last_run_path}")
@@ -141,7 +149,12 @@ def add_training_options(parser: argparse.ArgumentParser) -> None:
     gate.add_argument(
         "--margin", type=float, default=0.0, help="margin by which to beat the champion"
     )
-    parser.add_argument("-q", "--quiet", action="store_true", help="hide the per-step logs")
+    parser.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        help="one line per finished step instead of the step logs",
+    )
 
 
 def register(subparsers) -> None:
