@@ -187,18 +187,23 @@ def parse_spacing(spacing: str) -> tuple[str, int | None]:
     """
     text = (spacing or DEFAULT_SPACING).strip()
     days = _DAYS_SPACING.match(text)
-    if days and int(days.group(1)) >= 1:
-        return DEFAULT_SPACING, int(days.group(1))
+    if days:
+        if int(days.group(1)) >= 1:
+            return DEFAULT_SPACING, int(days.group(1))
+    elif _is_forward_frequency(text):
+        return text, None
+    raise ValueError(
+        f"cutoff spacing {spacing!r} is neither a pandas frequency (MS: month starts, "
+        "W-MON: Mondays, QS: quarter starts) nor a positive number of days (14d)"
+    )
+
+
+def _is_forward_frequency(text: str) -> bool:
+    """Whether pandas reads ``text`` as a frequency that moves forward in time."""
     try:
-        offset = None if days else pd.tseries.frequencies.to_offset(text)
+        return pd.tseries.frequencies.to_offset(text).n >= 1
     except ValueError:
-        offset = None
-    if offset is None or offset.n < 1:
-        raise ValueError(
-            f"cutoff spacing {spacing!r} is neither a pandas frequency (MS: month starts, "
-            "W-MON: Mondays, QS: quarter starts) nor a positive number of days (14d)"
-        )
-    return text, None
+        return False
 
 
 def plan_cutoffs(
@@ -348,7 +353,7 @@ def label_gap_steps(horizon_days: int, step_days: int) -> int:
 
 
 def _typical_step_days(spacing: str) -> int:
-    """Rough length in days of one step of a pandas frequency (for messages only)."""
+    """Typical length in days of one step of a pandas frequency (a month counts 30)."""
     try:
         grid = pd.date_range("2000-01-01", periods=13, freq=spacing)
     except ValueError:
