@@ -14,7 +14,8 @@ apply_runtime_env()
 REPO = Path(__file__).resolve().parents[1]
 
 
-def find_cdnow_file() -> Path:
+@pytest.fixture(scope="session")
+def cdnow_path() -> Path:
     """The CDNOW log beside the checkout (``../shared``) or under ``$CHURN_SHARED_DIR``.
 
     It is not committed: a missing file fails the calling test with the places looked in
@@ -33,9 +34,3 @@ def find_cdnow_file() -> Path:
         + ". It is not committed: put the shared data beside the checkout (../shared) or "
         "set CHURN_SHARED_DIR to the folder holding data/cdnow/."
     )
-
-
-@pytest.fixture(scope="session")
-def cdnow_path() -> Path:
-    """Path of the CDNOW purchase log (fails the test when it is missing)."""
-    return find_cdnow_file()

@@ -72,6 +72,7 @@ class _Tee(io.TextIOBase):
 @contextlib.contextmanager
 def _capture(quiet: bool, progress: bool, log_path: Path, keep: int = 2000) -> Iterator[_Tee]:
     log_path.parent.mkdir(parents=True, exist_ok=True)
+    terminal = (sys.stdout, sys.stderr)  # before stdout is redirected to the tee
     with contextlib.ExitStack() as stack:
         log = stack.enter_context(log_path.open("w", encoding="utf-8"))
         tee = _Tee(sys.stdout, keep, quiet, progress, log)
@@ -80,10 +81,7 @@ def _capture(quiet: bool, progress: bool, log_path: Path, keep: int = 2000) -> I
             # Parallel loop tasks race on kfp.local's logger set-up and some of their logs
             # reach the root logger's own handlers: quiet means those too.
             for handler in logging.getLogger().handlers:
-                if isinstance(handler, logging.StreamHandler) and handler.stream in (
-                    sys.stderr,
-                    sys.stdout,
-                ):
+                if isinstance(handler, logging.StreamHandler) and handler.stream in terminal:
                     stack.callback(handler.setStream, handler.setStream(tee))
         yield tee
 

@@ -101,12 +101,13 @@ def test_every_task_reads_cluster_config_from_secret_and_config_map(compiled):
 
 
 def test_protocol_parameters_have_documented_defaults(compiled):
-    params = _spec(compiled[TRAINING_PIPELINE])["root"]["inputDefinitions"]["parameters"]
+    root = _spec(compiled[TRAINING_PIPELINE])["root"]
+    params = root["inputDefinitions"]["parameters"]
     defaults = {name: p.get("defaultValue") for name, p in params.items()}
     assert defaults["horizon_days"] == 30.0
     assert defaults["n_train_cutoffs"] == 3.0
     assert defaults["windows"] == "30,60,90"
     assert defaults["cutoff_spacing"] == "MS"
-    task = _spec(compiled[TRAINING_PIPELINE])["root"]["dag"]["tasks"]["build-features"]
+    task = root["dag"]["tasks"]["build-features"]
     wired = task["inputs"]["parameters"]["cutoff_spacing"]
     assert wired == {"componentInputParameter": "cutoff_spacing"}

@@ -23,10 +23,9 @@ SHA256 = "eff6889ed364c5199d6eacbbeb7a6d559971df4406ac876f322c373f00a072ef"
 
 @pytest.fixture(scope="module")
 def cdnow_import(tmp_path_factory, cdnow_path):
-    source = cdnow_path
     zone = LocalLandingZone(tmp_path_factory.mktemp("cdnow") / "landing")
-    report = import_file(source, load_mapping(MAPPING), zone, progress=False)
-    return source, zone, report
+    report = import_file(cdnow_path, load_mapping(MAPPING), zone, progress=False)
+    return cdnow_path, zone, report
 
 
 def test_the_file_is_the_one_the_readme_describes(cdnow_path):
