@@ -41,8 +41,8 @@ test: $(STAMP) ## Run the whole test suite (unit, pipeline, serving, storage, ma
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 
-test-fast: $(STAMP) ## Run the unit tests only
-	$(BIN)/python -m pytest tests/unit -q
+test-fast: $(STAMP) ## Inner loop: every test but pipeline runs, servers and long scenarios
+	$(BIN)/python -m pytest -q -m "not (slow or pipeline or serving or s3)"
 
 lint: $(STAMP) ## Lint and check formatting with ruff
 	$(BIN)/ruff check .

@@ -1,7 +1,7 @@
 """Throughput of point-in-time feature building, against a plain pandas group-by baseline.
 
 Generates synthetic transactions with numpy (about n/20 customers, 365 days, string customer
-ids as a clean frame has them), times :func:`churn_kfp.features.build_features` at one cutoff
+ids as a clean frame has them), times :func:`churn_kfp.learn.features.build_features` at one cutoff
 (the whole call, including encoding the transactions), records the peak growth of the
 process's resident memory while it runs, and times a naive pandas implementation of the core
 features (recency and frequency/monetary per window) on the smallest size.
@@ -26,10 +26,10 @@ import numpy as np
 import pandas as pd
 
 try:
-    from churn_kfp.features import TransactionIndex, build_features
+    from churn_kfp.learn.features import TransactionIndex, build_features
 except ImportError:  # running from a source checkout without installation
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-    from churn_kfp.features import TransactionIndex, build_features
+    from churn_kfp.learn.features import TransactionIndex, build_features
 
 DAYS = 365
 ORIGIN = pd.Timestamp("2024-01-01")
@@ -235,7 +235,7 @@ def print_table(results: dict[str, Any]) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=(
-            "Benchmark churn_kfp.features.build_features at one cutoff on synthetic "
+            "Benchmark churn_kfp.learn.features.build_features at one cutoff on synthetic "
             "transactions (~n/20 customers over 365 days) and compare with a naive pandas "
             "group-by implementation of recency/frequency/monetary at the smallest size."
         )

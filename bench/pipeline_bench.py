@@ -18,14 +18,14 @@ DEFAULTS = {"n_customers": 5000, "n_months": 6, "seed": 42, "n_iter": 6, "n_trai
 
 
 def _settings(home: Path):
-    from churn_kfp.config import Settings
+    from churn_kfp.core.config import Settings
 
     return Settings.from_env({"CHURN_HOME": str(home)})
 
 
 def pipeline_run(home: Path, size: dict) -> dict:
     """Runs ``churn run``'s code path (kfp.local) and returns its timing and scores."""
-    from churn_kfp.commands.run import run_training
+    from churn_kfp.cli.run import run_training
 
     for var in ("CHURN_LANDING_ZONE", "MLFLOW_TRACKING_URI", "CHURN_ARTIFACT_ROOT"):
         os.environ.pop(var, None)
@@ -48,18 +48,11 @@ def pipeline_run(home: Path, size: dict) -> dict:
 
 def in_process_run(home: Path, size: dict) -> dict:
     """The same stages as plain function calls in one process."""
-    from churn_kfp import (
-        datagen,
-        evaluation,
-        features,
-        labels,
-        registry,
-        sentiment,
-        training,
-        validation,
-    )
-    from churn_kfp.columns import SPLIT, TEST, feature_columns
-    from churn_kfp.storage import LocalLandingZone
+    from churn_kfp.core.columns import SPLIT, TEST, feature_columns
+    from churn_kfp.data import datagen, sentiment, validation
+    from churn_kfp.data.storage import LocalLandingZone
+    from churn_kfp.learn import evaluation, features, labels, training
+    from churn_kfp.registry import register as registry
 
     settings = _settings(home)
     started = time.perf_counter()

@@ -36,11 +36,12 @@ ENV_KEYS = ("CHURN_HOME", "CHURN_LANDING_ZONE", "MLFLOW_TRACKING_URI", "CHURN_AR
 
 def run(quick: bool = False) -> dict[str, Any]:
     """Times the runs (see the module docstring) and returns the figures."""
-    from churn_kfp import datagen, simulation
-    from churn_kfp.commands.retrain import restored_print, run_retraining
-    from churn_kfp.commands.run import run_training
-    from churn_kfp.config import Settings
-    from churn_kfp.storage import open_landing_zone
+    from churn_kfp.cli.retrain import restored_print, run_retraining
+    from churn_kfp.cli.run import run_training
+    from churn_kfp.core.config import Settings
+    from churn_kfp.data import datagen
+    from churn_kfp.data.storage import open_landing_zone
+    from churn_kfp.runs import simulation
 
     n_customers = 1500 if quick else 5000
     options = simulation.SimulationOptions(n_iter=1 if quick else 2)

@@ -7,7 +7,7 @@ One run measures, on the same MLflow model and the same rows:
 - requests/s of 1-row requests with 1 and 8 concurrent clients (threads, one connection
   each) over a fixed time window;
 
-for (a) MLServer + :class:`churn_kfp.serving_runtime.ValidatingMLflowRuntime` as ``churn
+for (a) MLServer + :class:`churn_kfp.serving.runtime.ValidatingMLflowRuntime` as ``churn
 serve`` starts it, (b) ``mlflow models serve -m <model> --env-manager local`` (its
 ``/invocations`` endpoint with ``dataframe_split``), optionally (c) MLServer with the stock
 ``mlserver_mlflow.MLflowRuntime``, and (d) the pyfunc called in this process (the floor). It
@@ -153,8 +153,8 @@ def build_synthetic_model(directory: Path, n_estimators: int = 200) -> Path:
 
 def pick_model(workdir: Path, model_dir: str | None) -> dict[str, Any]:
     """The model to serve: ``model_dir``, else the local champion, else a synthetic one."""
-    from churn_kfp import serving
-    from churn_kfp.config import Settings
+    from churn_kfp.core.config import Settings
+    from churn_kfp.serving import server as serving
 
     if model_dir:
         return {"source": "given", "path": Path(model_dir), "served": None}
@@ -183,7 +183,7 @@ def pick_model(workdir: Path, model_dir: str | None) -> dict[str, Any]:
 
 
 def bench_rows(model_path: Path, synthetic: bool, n: int = 1000) -> pd.DataFrame:
-    from churn_kfp import serving
+    from churn_kfp.serving import server as serving
 
     if synthetic:
         return synthetic_features(n, seed=7)
@@ -358,7 +358,7 @@ def mlflow_serve(model_path: Path, log_path: Path, timeout: float = 180.0):
     """Runs ``mlflow models serve`` on a free loopback port; yields its base URL."""
     import requests
 
-    from churn_kfp import serving
+    from churn_kfp.serving import server as serving
 
     port = serving.free_port()
     path = os.environ.get("PATH", "")
@@ -440,7 +440,7 @@ def enter_concurrently(stack: ExitStack, factories: dict[str, Any]) -> dict[str,
 
 
 def v2_bodies(frame: pd.DataFrame) -> dict[str, bytes]:
-    from churn_kfp import serving
+    from churn_kfp.serving import server as serving
 
     return {
         "1": json.dumps(serving.frame_to_v2_request(frame.head(1))).encode(),
@@ -458,13 +458,13 @@ def split_bodies(frame: pd.DataFrame) -> dict[str, bytes]:
 
 
 def parse_v2(data: bytes) -> np.ndarray:
-    from churn_kfp import serving
+    from churn_kfp.serving import server as serving
 
     return serving.parse_v2_response(json.loads(data)).probability
 
 
 def parse_mlflow(data: bytes) -> np.ndarray:
-    from churn_kfp import serving
+    from churn_kfp.serving import server as serving
 
     return serving.positive_class(np.asarray(json.loads(data)["predictions"], dtype=float))
 
@@ -486,12 +486,12 @@ def run(
     ``bench/run_all.py`` calls ``run(quick=...)`` and writes ``serving.json`` itself; the
     command line writes ``--out`` (default ``bench/results/serving.json``).
     """
-    from churn_kfp.config import apply_runtime_env
+    from churn_kfp.core.config import apply_runtime_env
 
     apply_runtime_env()  # what the image and the CLI use; set before xgboost is imported
     import mlflow
 
-    from churn_kfp import serving
+    from churn_kfp.serving import server as serving
 
     cfg = {
         "n_small": 100 if quick else 250,

@@ -1,6 +1,7 @@
 """Thin KFP v2 components: each reads its inputs, calls a domain module, writes outputs.
 
-Every component runs in the project image (:func:`churn_kfp.image.component_image`) with
+Every component runs in the project image
+(:func:`churn_kfp.orchestration.image.component_image`) with
 ``install_kfp_package=False``: the image already holds the pinned kfp, so nothing is
 installed at run time. Heavy imports happen inside the component bodies.
 """

@@ -6,7 +6,7 @@ import functools
 
 from kfp import dsl
 
-from churn_kfp.image import component_image
+from churn_kfp.orchestration.image import component_image
 
 
 def churn_component(func=None, **kwargs):

@@ -29,9 +29,9 @@ def generate_data(
     """
     import json
 
-    from churn_kfp import datagen
-    from churn_kfp.config import Settings
-    from churn_kfp.storage import open_landing_zone
+    from churn_kfp.core.config import Settings
+    from churn_kfp.data import datagen
+    from churn_kfp.data.storage import open_landing_zone
 
     if not enabled:
         return json.dumps({"generated": False, "reason": "generation disabled"})

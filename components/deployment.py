@@ -41,8 +41,8 @@ def deploy_model(
     """
     import json
 
-    from churn_kfp import deploy
-    from churn_kfp.config import Settings
+    from churn_kfp.core.config import Settings
+    from churn_kfp.serving import deploy
 
     if not promoted:
         message = f"no new champion was promoted: {model_name} is not redeployed"

@@ -39,9 +39,9 @@ def evaluate_models(
 
     import pandas as pd
 
-    from churn_kfp import evaluation as ev
-    from churn_kfp import report as rep
-    from churn_kfp import training
+    from churn_kfp.learn import evaluation as ev
+    from churn_kfp.learn import report as rep
+    from churn_kfp.learn import training
 
     table = pd.read_parquet(labelled.path)
     candidates = [training.load_candidate(m.path) for m in models]

@@ -41,7 +41,7 @@ def build_features(
 
     import pandas as pd
 
-    from churn_kfp import features as feats
+    from churn_kfp.learn import features as feats
 
     tx = pd.read_parquet(transactions.path)
     cust = pd.read_parquet(customers.path)

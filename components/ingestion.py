@@ -40,9 +40,9 @@ def ingest_and_validate(
 
     import pandas as pd
 
-    from churn_kfp import validation
-    from churn_kfp.config import Settings
-    from churn_kfp.storage import open_landing_zone
+    from churn_kfp.core.config import Settings
+    from churn_kfp.data import validation
+    from churn_kfp.data.storage import open_landing_zone
 
     zone = open_landing_zone(landing_zone or Settings.from_env().landing_zone)
     result = validation.ingest(zone, until=until or None)

@@ -22,7 +22,7 @@ def label_churn(
 
     import pandas as pd
 
-    from churn_kfp import labels
+    from churn_kfp.learn import labels
 
     tx = pd.read_parquet(transactions.path)
     table = labels.label_churn(

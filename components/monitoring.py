@@ -1,7 +1,7 @@
 """Components of the retraining loop: new-data check, monitoring, decision, commit.
 
-Each one is a thin wrapper around :mod:`churn_kfp.monitoring`, :mod:`churn_kfp.drift` and
-:mod:`churn_kfp.decision`. Only :func:`finalize_period` (and :func:`record_skip`) write the
+Each one is a thin wrapper around :mod:`churn_kfp.loop.monitoring`, :mod:`churn_kfp.loop.drift` and
+:mod:`churn_kfp.loop.decision`. Only :func:`finalize_period` (and :func:`record_skip`) write the
 loop's state, and the ledger mark is the last write of a period: a run that fails anywhere
 leaves the period pending for the next run.
 
@@ -40,9 +40,10 @@ def check_new_data(
     import json
     from collections import namedtuple
 
-    from churn_kfp import monitoring, registry
-    from churn_kfp.config import Settings
-    from churn_kfp.storage import open_landing_zone
+    from churn_kfp.core.config import Settings
+    from churn_kfp.data.storage import open_landing_zone
+    from churn_kfp.loop import monitoring
+    from churn_kfp.registry import register as registry
 
     monitoring.fail_if_requested("check-new-data")
     settings = Settings.from_env()
@@ -98,7 +99,7 @@ def score_and_monitor(
         eligibility_days: A customer is scored if they bought within this many days.
         windows: Comma-separated feature windows in days.
         drift_columns: Comma-separated columns for the drift share; empty means the
-            default monitored columns (see :mod:`churn_kfp.drift`).
+            default monitored columns (see :mod:`churn_kfp.loop.drift`).
 
     Returns:
         Latest matured F1 (-1 before any cutoff matured), drift share (-1 when not
@@ -111,10 +112,10 @@ def score_and_monitor(
 
     import pandas as pd
 
-    from churn_kfp import monitoring as mon
-    from churn_kfp import registry
-    from churn_kfp.config import Settings
-    from churn_kfp.storage import open_landing_zone
+    from churn_kfp.core.config import Settings
+    from churn_kfp.data.storage import open_landing_zone
+    from churn_kfp.loop import monitoring as mon
+    from churn_kfp.registry import register as registry
 
     mon.fail_if_requested("score-and-monitor")
     settings = Settings.from_env()
@@ -202,8 +203,8 @@ def decide_retraining(
     import json
     from collections import namedtuple
 
-    from churn_kfp import decision as dec
-    from churn_kfp import monitoring
+    from churn_kfp.loop import decision as dec
+    from churn_kfp.loop import monitoring
 
     monitoring.fail_if_requested("decide-retraining")
     result = dec.decide(
@@ -256,10 +257,10 @@ def finalize_period(
     """
     import json
 
-    from churn_kfp import monitoring as mon
-    from churn_kfp import registry
-    from churn_kfp.config import Settings
-    from churn_kfp.storage import open_landing_zone
+    from churn_kfp.core.config import Settings
+    from churn_kfp.data.storage import open_landing_zone
+    from churn_kfp.loop import monitoring as mon
+    from churn_kfp.registry import register as registry
 
     mon.fail_if_requested("finalize-period")
     settings = Settings.from_env()
@@ -301,9 +302,9 @@ def record_skip(
     """
     import json
 
-    from churn_kfp import monitoring as mon
-    from churn_kfp.config import Settings
-    from churn_kfp.storage import open_landing_zone
+    from churn_kfp.core.config import Settings
+    from churn_kfp.data.storage import open_landing_zone
+    from churn_kfp.loop import monitoring as mon
 
     zone = open_landing_zone(landing_zone or Settings.from_env().landing_zone)
     record = mon.record_skip(

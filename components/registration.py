@@ -53,9 +53,12 @@ def register_model(
 
     import pandas as pd
 
-    from churn_kfp import lineage, monitoring, registry, training
-    from churn_kfp.columns import SPLIT, TEST, feature_columns
-    from churn_kfp.config import Settings
+    from churn_kfp.core.columns import SPLIT, TEST, feature_columns
+    from churn_kfp.core.config import Settings
+    from churn_kfp.learn import training
+    from churn_kfp.loop import monitoring
+    from churn_kfp.registry import lineage
+    from churn_kfp.registry import register as registry
 
     settings = Settings.from_env()
     registry.connect(tracking_uri or settings.tracking_uri, settings.artifact_root)

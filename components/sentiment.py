@@ -12,7 +12,7 @@ def score_sentiment(
     """Adds a ``sentiment`` score in [-1, 1] to every feedback row (empty input stays empty)."""
     import pandas as pd
 
-    from churn_kfp import sentiment
+    from churn_kfp.data import sentiment
 
     frame = pd.read_parquet(feedback.path)
     if frame.empty:

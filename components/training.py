@@ -26,7 +26,7 @@ def train_model(
     """
     import pandas as pd
 
-    from churn_kfp import training
+    from churn_kfp.learn import training
 
     candidate = training.train_candidate(
         pd.read_parquet(labelled.path), model_type, n_iter=n_iter, seed=seed

@@ -15,12 +15,11 @@ last, so a failure anywhere leaves the period pending for the next run. KFP cann
 output from inside a ``dsl.If`` to a task outside it, so each branch ends with its own
 ``finalize-period``. Tasks that read live state (ledger, champion alias) are not cached.
 Every task reads its cluster settings from the Secret and ConfigMap
-(:func:`churn_kfp.cluster_env.use_cluster_config`), never from parameters.
+(:func:`churn_kfp.orchestration.cluster_env.use_cluster_config`), never from parameters.
 """
 
 from kfp import dsl
 
-from churn_kfp.cluster_env import use_cluster_config
 from churn_kfp.components.deployment import deploy_model
 from churn_kfp.components.evaluation import evaluate_models
 from churn_kfp.components.features import build_features
@@ -36,7 +35,8 @@ from churn_kfp.components.monitoring import (
 from churn_kfp.components.registration import register_model
 from churn_kfp.components.sentiment import score_sentiment
 from churn_kfp.components.training import train_model
-from churn_kfp.config import MODEL_NAME, RETRAINING_PIPELINE
+from churn_kfp.core.config import MODEL_NAME, RETRAINING_PIPELINE
+from churn_kfp.orchestration.cluster_env import use_cluster_config
 from churn_kfp.pipelines.training import CANDIDATE_MODELS
 
 

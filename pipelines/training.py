@@ -2,7 +2,6 @@
 
 from kfp import dsl
 
-from churn_kfp.cluster_env import use_cluster_config
 from churn_kfp.components.data_generation import generate_data
 from churn_kfp.components.deployment import deploy_model
 from churn_kfp.components.evaluation import evaluate_models
@@ -12,7 +11,8 @@ from churn_kfp.components.labels import label_churn
 from churn_kfp.components.registration import register_model
 from churn_kfp.components.sentiment import score_sentiment
 from churn_kfp.components.training import train_model
-from churn_kfp.config import MODEL_NAME, TRAINING_PIPELINE
+from churn_kfp.core.config import MODEL_NAME, TRAINING_PIPELINE
+from churn_kfp.orchestration.cluster_env import use_cluster_config
 
 CANDIDATE_MODELS = ["xgboost", "logistic_regression", "random_forest"]
 

@@ -5,13 +5,16 @@ from pathlib import Path
 
 import pytest
 
-from churn_kfp.config import apply_runtime_env
+from churn_kfp.core.config import apply_runtime_env
 
 # Before any test imports xgboost (OMP_WAIT_POLICY is read once, at import).
 apply_runtime_env()
 
 
 REPO = Path(__file__).resolve().parents[1]
+
+# Shared fixtures: the SeaweedFS S3 server and the STAND-IN cluster APIs (tests/support/).
+pytest_plugins = ("support.s3_server", "support.cluster")
 
 
 @pytest.fixture(scope="session")

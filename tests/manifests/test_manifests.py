@@ -6,7 +6,7 @@ OpenAPI schemas, strict: unknown fields fail), the InferenceService against the
 ``openAPIV3Schema`` of KServe's CRD (``../shared/schemas/kserve/``, made strict the same way).
 Then the project's own rules: namespace-scoped RBAC with limited verbs, pinned images,
 placeholder-only Secrets, probes/resources/non-root on every container, and wiring that
-matches ``churn_kfp.cluster_env``.
+matches ``churn_kfp.orchestration.cluster_env``.
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from churn_kfp import cluster_env
-from churn_kfp.config import RUNTIME_ENV
+from churn_kfp.core.config import RUNTIME_ENV
+from churn_kfp.orchestration import cluster_env
 
 ROOT = Path(__file__).resolve().parents[2]
 MANIFESTS = ROOT / "manifests"

@@ -1,1 +1,0 @@
-"""One module per ``churn`` sub-command; each exposes ``register(subparsers)``."""

@@ -1,0 +1,246 @@
+"""The raw-data landing zone: a folder (or bucket) laid out by date partitions.
+
+Layout, the same on a local disk and in an S3 bucket::
+
+    raw/sales/year=2025/month=01/sales_2025_01.csv          # monthly partition
+    raw/sales/year=2025/month=01/day=15/sales_2025_01_15.csv  # daily partition
+    raw/feedback/year=2025/month=01/feedback_raw_2025_01.csv
+    raw/customers/customers.csv                              # not partitioned
+
+Backends implement :class:`LandingZone`; :func:`open_landing_zone` picks one from a URI.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import io
+import os
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import pandas as pd
+
+from churn_kfp.data.contract import TABLES
+
+RAW_PREFIX = "raw"
+_PARTITION_RE = re.compile(r"year=(\d{4})/month=(\d{2})(?:/day=(\d{2}))?/")
+DATA_SUFFIXES = (".csv", ".parquet")
+
+
+class LandingZoneError(RuntimeError):
+    """A landing-zone problem the user must fix (missing bucket, bad credentials...)."""
+
+
+class PreconditionFailed(LandingZoneError):
+    """A conditional write lost a race: the object changed (or appeared) since it was read."""
+
+
+class LandingZone(Protocol):
+    """What the pipelines need from a landing zone."""
+
+    uri: str
+
+    def list_keys(self, prefix: str = "") -> list[str]:
+        """Lists object keys under a prefix, sorted."""
+
+    def read_bytes(self, key: str) -> bytes:
+        """Reads one object."""
+
+    def write_bytes(self, key: str, data: bytes) -> None:
+        """Writes one object atomically (readers never see half a file)."""
+
+    def exists(self, key: str) -> bool:
+        """Whether an object exists."""
+
+    def delete(self, key: str) -> None:
+        """Deletes one object (no error when absent)."""
+
+    def read_versioned(self, key: str) -> tuple[bytes, str] | None:
+        """Reads an object and its version tag (ETag); None when absent."""
+
+    def write_conditional(self, key: str, data: bytes, if_match: str | None) -> str:
+        """Writes only if the object is still at version ``if_match`` (None: must not exist).
+
+        Returns:
+            The new version tag.
+
+        Raises:
+            PreconditionFailed: Someone else wrote the object in between.
+        """
+
+
+class LocalLandingZone:
+    """A landing zone in a local folder."""
+
+    def __init__(self, root: str | os.PathLike[str]):
+        self.root = Path(root).expanduser().absolute()
+        self.uri = str(self.root)
+
+    def _path(self, key: str) -> Path:
+        path = (self.root / key).resolve()
+        if self.root.resolve() not in path.parents and path != self.root.resolve():
+            raise LandingZoneError(f"key {key!r} escapes the landing zone {self.root}")
+        return path
+
+    def list_keys(self, prefix: str = "") -> list[str]:
+        """Lists file keys (POSIX-style, relative to the root) under a prefix."""
+        if not self.root.exists():
+            return []
+        keys = []
+        for path in self.root.rglob("*"):
+            if path.is_file() and not path.name.startswith((".tmp-", ".lock-")):
+                key = path.relative_to(self.root).as_posix()
+                if key.startswith(prefix):
+                    keys.append(key)
+        return sorted(keys)
+
+    def read_bytes(self, key: str) -> bytes:
+        """Reads one file."""
+        path = self._path(key)
+        if not path.is_file():
+            raise FileNotFoundError(f"{key} not found in landing zone {self.uri}")
+        return path.read_bytes()
+
+    def write_bytes(self, key: str, data: bytes) -> None:
+        """Writes through a temporary file and an atomic rename."""
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def exists(self, key: str) -> bool:
+        """Whether the file exists."""
+        return self._path(key).is_file()
+
+    def delete(self, key: str) -> None:
+        """Deletes the file if present."""
+        self._path(key).unlink(missing_ok=True)
+
+    def read_versioned(self, key: str) -> tuple[bytes, str] | None:
+        """Reads a file and its content hash (the local stand-in for an ETag)."""
+        path = self._path(key)
+        if not path.is_file():
+            return None
+        data = path.read_bytes()
+        return data, hashlib.sha256(data).hexdigest()
+
+    def write_conditional(self, key: str, data: bytes, if_match: str | None) -> str:
+        """Compare-and-swap under an exclusive file lock (safe across processes)."""
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path.parent / f".lock-{path.name}", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            current = self.read_versioned(key)
+            current_tag = current[1] if current else None
+            if current_tag != if_match:
+                raise PreconditionFailed(
+                    f"{key} changed since it was read (expected version {if_match}, "
+                    f"found {current_tag})"
+                )
+            self.write_bytes(key, data)
+        return hashlib.sha256(data).hexdigest()
+
+
+def open_landing_zone(uri: str) -> LandingZone:
+    """Opens the landing zone a URI names.
+
+    Args:
+        uri: A local path, ``file://`` URI, or ``s3://bucket[/prefix]``.
+
+    Returns:
+        The matching backend.
+    """
+    if uri.startswith("s3://"):
+        from churn_kfp.data import s3storage
+
+        return s3storage.open_s3_landing_zone(uri)
+    if uri.startswith("file://"):
+        uri = uri[len("file://") :]
+    return LocalLandingZone(uri)
+
+
+@dataclass(frozen=True, order=True)
+class Partition:
+    """One data file of a partitioned table."""
+
+    year: int
+    month: int
+    day: int | None
+    key: str
+    table: str
+
+    @property
+    def period(self) -> str:
+        """``YYYY-MM`` or ``YYYY-MM-DD``."""
+        base = f"{self.year:04d}-{self.month:02d}"
+        return base if self.day is None else f"{base}-{self.day:02d}"
+
+
+def partition_key(
+    table: str, year: int, month: int, day: int | None = None, suffix: str = ".csv"
+) -> str:
+    """Returns the landing-zone key of a table's partition file."""
+    contract = TABLES[table]
+    folder = f"{RAW_PREFIX}/{contract.folder}/year={year:04d}/month={month:02d}"
+    name = f"{contract.file_prefix}_{year:04d}_{month:02d}"
+    if day is not None:
+        folder += f"/day={day:02d}"
+        name += f"_{day:02d}"
+    return f"{folder}/{name}{suffix}"
+
+
+def table_prefix(table: str) -> str:
+    """Returns the key prefix under which a table's files live."""
+    return f"{RAW_PREFIX}/{TABLES[table].folder}/"
+
+
+def unpartitioned_key(table: str, suffix: str = ".csv") -> str:
+    """Returns the key of an unpartitioned table (``raw/customers/customers.csv``)."""
+    contract = TABLES[table]
+    return f"{RAW_PREFIX}/{contract.folder}/{contract.file_prefix}{suffix}"
+
+
+def discover_partitions(zone: LandingZone, table: str) -> list[Partition]:
+    """Lists a table's partition files, oldest first."""
+    partitions = []
+    for key in zone.list_keys(table_prefix(table)):
+        match = _PARTITION_RE.search(key)
+        if match and key.endswith(DATA_SUFFIXES):
+            year, month, day = match.groups()
+            partitions.append(
+                Partition(int(year), int(month), int(day) if day else None, key, table)
+            )
+    return sorted(partitions, key=lambda p: (p.year, p.month, p.day or 0, p.key))
+
+
+def table_keys(zone: LandingZone, table: str) -> list[str]:
+    """Lists all data files of a table, partitioned or not."""
+    return [k for k in zone.list_keys(table_prefix(table)) if k.endswith(DATA_SUFFIXES)]
+
+
+def read_frame(zone: LandingZone, key: str) -> pd.DataFrame:
+    """Reads a CSV (every column as text) or Parquet file from the landing zone."""
+    data = zone.read_bytes(key)
+    if key.endswith(".parquet"):
+        return pd.read_parquet(io.BytesIO(data))
+    return pd.read_csv(io.BytesIO(data), dtype=str, keep_default_na=False, na_values=[""])
+
+
+def write_frame(zone: LandingZone, key: str, frame: pd.DataFrame) -> None:
+    """Writes a frame as CSV or Parquet (by the key's suffix), atomically."""
+    buffer = io.BytesIO()
+    if key.endswith(".parquet"):
+        frame.to_parquet(buffer, index=False)
+    else:
+        frame.to_csv(buffer, index=False)
+    zone.write_bytes(key, buffer.getvalue())

@@ -1,0 +1,179 @@
+"""Churn labels for feature rows, and checks that the labels can train and evaluate a model.
+
+A customer eligible at a cutoff churns (label 1) when they make no purchase in
+``[cutoff, cutoff + horizon_days)``. A cutoff's label exists only once that window has been
+fully observed: ``cutoff + horizon <= data_end + 1 day`` (the whole ``data_end`` day is
+observed). Earlier labels would call every late buyer a churner, so they are refused.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from churn_kfp.core import columns
+from churn_kfp.learn.features import TransactionIndex, _iso, _timestamp, index_transactions
+
+
+class ImmatureLabelError(ValueError):
+    """A cutoff's label window extends past the end of the observed data."""
+
+
+class LabelQualityError(ValueError):
+    """A split's labels cannot train or evaluate a model (one class, too few churners...)."""
+
+
+def label_churn(
+    features: pd.DataFrame,
+    transactions: pd.DataFrame | TransactionIndex,
+    horizon_days: int,
+    data_end: Any,
+) -> pd.DataFrame:
+    """Adds the churn label to feature rows.
+
+    Args:
+        features: Rows with ``customer_id`` and ``cutoff`` (e.g. from
+            :func:`churn_kfp.learn.features.build_feature_table`).
+        transactions: Clean transactions (all of them, including those after the cutoffs),
+            or their :class:`~churn_kfp.learn.features.TransactionIndex`.
+        horizon_days: Label window in days.
+        data_end: Last day covered by the transactions (its whole day counts as observed).
+
+    Returns:
+        A copy of ``features`` with ``columns.LABEL`` (``int64``: 1 = no purchase in
+        ``[cutoff, cutoff + horizon)``, 0 = at least one).
+
+    Raises:
+        ImmatureLabelError: Some cutoff's label window is not fully observed.
+        ValueError: Missing columns or a non-positive horizon.
+    """
+    if horizon_days < 1:
+        raise ValueError(f"horizon_days must be >= 1, got {horizon_days}")
+    missing = [c for c in (columns.CUSTOMER_ID, columns.CUTOFF) if c not in features]
+    if missing:
+        raise ValueError(f"features lack column(s) {missing}")
+    horizon = pd.Timedelta(days=horizon_days)
+    end_excl = _timestamp(data_end).normalize() + pd.Timedelta(days=1)
+    cutoffs = pd.to_datetime(features[columns.CUTOFF])
+    unique_cutoffs = sorted({_timestamp(c) for c in cutoffs.unique()})
+    immature = [c for c in unique_cutoffs if c + horizon > end_excl]
+    if immature:
+        first = immature[0]
+        raise ImmatureLabelError(
+            f"cannot label cutoff(s) {', '.join(_iso(c) for c in immature)} with a "
+            f"{horizon_days}-day horizon: cutoff {_iso(first)} + {horizon_days} days = "
+            f"{_iso(first + horizon)}, but the data end on {_iso(end_excl - pd.Timedelta(days=1))}"
+            f" (labels need data through {_iso(first + horizon - pd.Timedelta(days=1))})"
+        )
+    labelled = features.copy()
+    labels = np.ones(len(features), dtype=np.int64)
+    if len(features):
+        index = index_transactions(transactions)
+        codes = index.codes_of(features[columns.CUSTOMER_ID])
+        cutoff_ns = cutoffs.to_numpy(dtype="datetime64[ns]").view(np.int64)
+        for cutoff in unique_cutoffs:
+            rows = np.flatnonzero(cutoff_ns == cutoff.value)
+            bought = index.purchases_between(cutoff, cutoff + horizon)
+            row_codes = codes[rows]
+            known = row_codes >= 0
+            labels[rows[known]] = (bought[row_codes[known]] == 0).astype(np.int64)
+    labelled[columns.LABEL] = labels
+    return labelled
+
+
+def _counts(frame: pd.DataFrame) -> dict[str, Any]:
+    rows = len(frame)
+    positives = int(frame[columns.LABEL].sum()) if rows else 0
+    return {
+        "rows": rows,
+        "positives": positives,
+        "negatives": rows - positives,
+        "churn_rate": positives / rows if rows else None,
+    }
+
+
+def label_report(labelled: pd.DataFrame) -> dict[str, Any]:
+    """Summarises the labels per split and per cutoff.
+
+    Args:
+        labelled: Output of :func:`label_churn` (``columns.SPLIT`` optional).
+
+    Returns:
+        JSON-ready ``{"overall": {...}, "splits": {split: {...}}, "cutoffs": [{...}]}``, each
+        entry with ``rows``, ``positives``, ``negatives`` and ``churn_rate`` (``None`` when
+        empty); cutoff entries also carry ``cutoff`` (ISO) and ``split`` when known.
+    """
+    if columns.LABEL not in labelled:
+        raise ValueError(f"no {columns.LABEL!r} column: call label_churn first")
+    report: dict[str, Any] = {"overall": _counts(labelled), "splits": {}, "cutoffs": []}
+    has_split = columns.SPLIT in labelled
+    if has_split:
+        present = list(pd.unique(labelled[columns.SPLIT]))
+        ordered = [s for s in columns.SPLITS if s in present]
+        ordered += [s for s in present if s not in ordered]
+        for split in ordered:
+            report["splits"][str(split)] = _counts(labelled[labelled[columns.SPLIT] == split])
+    if columns.CUTOFF in labelled:
+        cutoffs = pd.to_datetime(labelled[columns.CUTOFF])
+        for cutoff in sorted(cutoffs.unique()):
+            part = labelled[cutoffs == cutoff]
+            entry: dict[str, Any] = {"cutoff": _iso(_timestamp(cutoff))}
+            if has_split:
+                entry["split"] = ", ".join(str(s) for s in pd.unique(part[columns.SPLIT]))
+            entry.update(_counts(part))
+            report["cutoffs"].append(entry)
+    return report
+
+
+def check_label_quality(
+    labelled: pd.DataFrame,
+    min_rate: float = 0.01,
+    max_rate: float = 0.99,
+    min_positives: int = 5,
+) -> dict[str, Any]:
+    """Checks that every split's labels can train or evaluate a model.
+
+    A split fails when it is empty, has a single class, has fewer than ``min_positives``
+    churners, or a churn rate outside ``[min_rate, max_rate]``. Without a ``columns.SPLIT``
+    column the whole table is checked as one split named ``"all"``. Only splits present in
+    the table are checked.
+
+    Args:
+        labelled: Output of :func:`label_churn`.
+        min_rate: Lowest acceptable churn rate.
+        max_rate: Highest acceptable churn rate.
+        min_positives: Fewest churners a split may have.
+
+    Returns:
+        The :func:`label_report` of ``labelled``.
+
+    Raises:
+        LabelQualityError: Naming each failing split and why.
+    """
+    report = label_report(labelled)
+    splits = report["splits"] or {"all": report["overall"]}
+    problems = []
+    for split, counts in splits.items():
+        rows, positives, negatives = counts["rows"], counts["positives"], counts["negatives"]
+        if rows == 0:
+            problems.append(f"split {split!r} has no rows")
+            continue
+        rate = positives / rows
+        if positives == 0 or negatives == 0:
+            only = "churners" if negatives == 0 else "non-churners"
+            problems.append(f"split {split!r} has a single class (only {only}, {rows} rows)")
+        elif positives < min_positives:
+            problems.append(
+                f"split {split!r} has {positives} churner(s), fewer than min_positives="
+                f"{min_positives} ({rows} rows)"
+            )
+        elif not min_rate <= rate <= max_rate:
+            problems.append(
+                f"split {split!r} has churn rate {rate:.4f}, outside [{min_rate}, {max_rate}] "
+                f"({positives}/{rows})"
+            )
+    if problems:
+        raise LabelQualityError("label quality check failed: " + "; ".join(problems))
+    return report

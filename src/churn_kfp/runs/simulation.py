@@ -1,0 +1,620 @@
+"""Month-by-month replay of the continuous-learning loop: retraining vs a frozen model.
+
+:func:`run_simulation` generates the synthetic data once (:func:`churn_kfp.data.datagen.simulate`
+with drift), then runs two *policies* side by side on the same data, each in its own
+sub-home (``$CHURN_HOME/simulation/<policy>/``: landing zone, MLflow database, kfp.local
+outputs):
+
+1. the first ``initial_months`` months are written to the landing zone and the **training
+   pipeline** trains the first champion;
+2. for every following month, that month's partitions are written and the **retraining
+   pipeline** runs once: it scores the month's new cutoff, judges the predictions whose
+   churn window has just passed, measures drift and, under the ``retrain`` policy, trains
+   a challenger when the signals say so. The ``frozen`` policy runs the same pipeline with
+   ``retraining_enabled=False``: it monitors but keeps its first model.
+
+Row ``m`` of the result is the run for month ``m``: its F1 is that of the predictions made
+for the first day of month ``m`` (by the champion of the previous run), judged against who
+actually churned during month ``m``. Everything is seeded: the same arguments give the same
+numbers (only the ``elapsed_s`` fields differ).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from churn_kfp.core.config import MODEL_NAME, Settings
+
+RETRAIN, FROZEN = "retrain", "frozen"
+POLICIES = (RETRAIN, FROZEN)
+_ENV_KEYS = ("CHURN_HOME", "CHURN_LANDING_ZONE", "MLFLOW_TRACKING_URI", "CHURN_ARTIFACT_ROOT")
+
+
+@dataclass(frozen=True)
+class SimulationOptions:
+    """Training and policy settings of the simulated runs.
+
+    Attributes:
+        n_iter: Search iterations per candidate model (kept small: the simulation trains
+            many times).
+        n_train_cutoffs: Rolling window of training cutoffs.
+        retrain_threshold: Retrain when the latest matured F1 is below this.
+        drift_threshold: Retrain when this share of monitored features drifted.
+        prediction_drift_triggers: Whether drift of the champion's scores is a reason.
+        min_f1: Gate: minimum test F1.
+        min_roc_auc: Gate: minimum test ROC AUC.
+        max_train_test_gap: Gate: maximum train-test ROC AUC gap.
+        promotion_margin: How much a challenger must beat the champion by.
+        horizon_days: Churn window.
+        eligibility_days: Scoring eligibility.
+        windows: Feature windows.
+        candidate_models: Models trained (in parallel) when the retrain policy retrains.
+    """
+
+    n_iter: int = 2
+    n_train_cutoffs: int = 2
+    retrain_threshold: float = 0.65
+    drift_threshold: float = 0.1
+    prediction_drift_triggers: bool = True
+    min_f1: float = 0.4
+    min_roc_auc: float = 0.65
+    max_train_test_gap: float = 0.2
+    promotion_margin: float = 0.0
+    horizon_days: int = 30
+    eligibility_days: int = 90
+    windows: str = "30,60,90"
+    candidate_models: tuple[str, ...] = ("xgboost", "logistic_regression", "random_forest")
+
+
+def policy_settings(home: Path, policy: str) -> Settings:
+    """The settings of one policy's sub-home (its own landing zone and MLflow database)."""
+    return Settings.from_env({"CHURN_HOME": str(home / "simulation" / policy)})
+
+
+def _training_arguments(settings: Settings, options: SimulationOptions, seed: int) -> dict:
+    return {
+        "landing_zone": settings.landing_zone,
+        "model_name": MODEL_NAME,
+        "generate": False,
+        "seed": seed,
+        "until": "",
+        "horizon_days": options.horizon_days,
+        "n_train_cutoffs": options.n_train_cutoffs,
+        "eligibility_days": options.eligibility_days,
+        "windows": options.windows,
+        "n_iter": options.n_iter,
+        "min_f1": options.min_f1,
+        "min_roc_auc": options.min_roc_auc,
+        "max_train_test_gap": options.max_train_test_gap,
+        "promotion_margin": options.promotion_margin,
+    }
+
+
+def _retraining_arguments(
+    settings: Settings, options: SimulationOptions, seed: int, policy: str
+) -> dict:
+    return {
+        "landing_zone": settings.landing_zone,
+        "model_name": MODEL_NAME,
+        "period": "",
+        "horizon_days": options.horizon_days,
+        "eligibility_days": options.eligibility_days,
+        "windows": options.windows,
+        "n_train_cutoffs": options.n_train_cutoffs,
+        "n_iter": options.n_iter,
+        "seed": seed,
+        "min_f1": options.min_f1,
+        "min_roc_auc": options.min_roc_auc,
+        "max_train_test_gap": options.max_train_test_gap,
+        "promotion_margin": options.promotion_margin,
+        "retrain_threshold": options.retrain_threshold,
+        "drift_threshold": options.drift_threshold,
+        "prediction_drift_triggers": options.prediction_drift_triggers,
+        "retraining_enabled": policy == RETRAIN,
+        "force": False,
+        "drift_columns": "",
+        "webhook_url": "",
+        "candidate_models": list(options.candidate_models),
+    }
+
+
+def _write_months(data: Any, settings: Settings, months: tuple[str, ...]) -> None:
+    from churn_kfp.data import datagen
+    from churn_kfp.data.storage import open_landing_zone
+
+    zone = open_landing_zone(settings.landing_zone)
+    datagen.write_to_landing_zone(dataclasses.replace(data, months=months), zone)
+
+
+def _month_row(period_summary: dict[str, Any], run: dict[str, Any]) -> dict[str, Any]:
+    """One policy's cell of a month: what its run measured and did."""
+    latest = period_summary.get("latest_matured") or {}
+    drift = period_summary.get("drift") or {}
+    decision = period_summary.get("decision") or {}
+    registration = period_summary.get("registration") or {}
+    prediction = drift.get("prediction") or {}
+    return {
+        "matured_cutoff": latest.get("cutoff"),
+        "f1": _num(latest.get("f1")),
+        "precision": _num(latest.get("precision")),
+        "recall": _num(latest.get("recall")),
+        "roc_auc": _num(latest.get("roc_auc")),
+        "base_rate": _num(latest.get("base_rate")),
+        "scored_by": latest.get("model_version"),
+        "prediction_source": latest.get("source"),
+        "drift_share": _num(drift.get("share")),
+        "drifted_columns": drift.get("drifted_columns") or [],
+        "prediction_drift_score": _num(prediction.get("score")),
+        "prediction_drift": bool(prediction.get("drifted")),
+        "would_retrain": bool(decision.get("would_retrain")),
+        "retrained": bool(decision.get("retrain")),
+        "reasons": [r.get("kind") for r in decision.get("reasons", [])],
+        "reason_messages": [r.get("message") for r in decision.get("reasons", [])],
+        "challenger_version": registration.get("model_version") if registration else None,
+        "promoted": bool(registration.get("promoted")) if registration else False,
+        "promotion_reason": registration.get("decision_reason") if registration else None,
+        "champion_version": period_summary.get("champion_after"),
+        "status": run.get("status"),
+        "elapsed_s": run.get("elapsed_s"),
+    }
+
+
+def _num(value: Any) -> float | None:
+    if value is None:
+        return None
+    try:
+        result = float(value)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(result) else round(result, 4)
+
+
+def _mean(values: list[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return round(sum(present) / len(present), 4) if present else None
+
+
+def _run_policy(
+    policy: str,
+    home: str,
+    data_args: dict[str, Any],
+    initial_months: int,
+    options: SimulationOptions,
+    seed: int,
+    quiet: bool,
+    verbose_progress: bool,
+) -> dict[str, Any]:
+    """One policy's whole replay (a worker process when the policies run in parallel).
+
+    Returns:
+        ``{"training": {...}, "cells": {period: cell}}``.
+    """
+    from churn_kfp.cli.retrain import restored_print, run_retraining
+    from churn_kfp.cli.run import run_training
+    from churn_kfp.data import datagen
+    from churn_kfp.data.storage import open_landing_zone
+    from churn_kfp.loop import monitoring
+
+    def say(line: str) -> None:
+        if verbose_progress:
+            print(line, flush=True)
+
+    data = datagen.simulate(**data_args)
+    settings = policy_settings(Path(home), policy)
+    _write_months(data, settings, data.months[:initial_months])
+    with restored_print():
+        summary = run_training(_training_arguments(settings, options, seed), settings, quiet=quiet)
+    training = {
+        "period": data.months[initial_months - 1],
+        "test_cutoff": (summary.get("lineage") or {}).get("test_cutoff"),
+        "model_version": summary.get("model_version"),
+        "champion_version": summary.get("champion_version"),
+        "chosen_model": summary.get("chosen_model"),
+        "f1": _num((summary.get("metrics") or {}).get("f1")),
+        "roc_auc": _num((summary.get("metrics") or {}).get("roc_auc")),
+        "elapsed_s": summary.get("elapsed_s"),
+    }
+    say(
+        f"[{policy}] trained on {data.months[0]}..{data.months[initial_months - 1]}: "
+        f"v{training['champion_version']} ({training['chosen_model']}), test F1 {training['f1']}"
+        f" ({training['elapsed_s']} s)"
+    )
+    cells: dict[str, Any] = {}
+    zone = open_landing_zone(settings.landing_zone)
+    for period in data.months[initial_months:]:
+        _write_months(data, settings, (period,))
+        run = run_retraining(
+            _retraining_arguments(settings, options, seed, policy), settings, quiet=quiet
+        )
+        period_summary = monitoring.read_json(zone, monitoring.period_key(period)) or {}
+        cells[period] = _month_row(period_summary, run)
+        say(_progress_line(policy, period, cells[period]))
+    return {"training": training, "cells": cells}
+
+
+def run_simulation(
+    settings: Settings,
+    months: int = 8,
+    drift_from: int = 5,
+    initial_months: int = 4,
+    n_customers: int = 5000,
+    seed: int = 42,
+    start: str = "2025-01",
+    options: SimulationOptions | None = None,
+    policies: tuple[str, ...] = POLICIES,
+    quiet: bool = True,
+    parallel: bool = True,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Replays the loop month by month for each policy (see the module docstring).
+
+    Args:
+        settings: Where ``simulation.json``, the plot and the sub-homes go
+            (``settings.home``).
+        months: Months of data in total.
+        drift_from: 1-based month from which the data drift (0: no drift).
+        initial_months: Months the first model is trained on (at least 4: a training plan
+            needs a training, a validation and a matured test cutoff).
+        n_customers: Synthetic customers.
+        seed: Seed of the data and the model search.
+        start: First month ``YYYY-MM``.
+        options: Training and policy settings.
+        policies: Which policies to run (``retrain``, ``frozen``).
+        quiet: Hide the per-step logs of the pipeline runs.
+        parallel: Run each policy in its own worker process (they share nothing but the
+            seed); False runs them one after the other in this process.
+        progress: Print one line per finished run.
+
+    Returns:
+        The result (also written to ``$CHURN_HOME/simulation.json``): ``parameters``,
+        ``training`` (per policy), ``months`` (one entry per retraining run, with a cell
+        per policy), ``summary`` (mean F1 before/over the drift months, first detection,
+        first retrain) and ``checks`` (the properties the simulation is meant to show).
+
+    Raises:
+        PipelineRunError: A pipeline run failed.
+        ValueError: Inconsistent arguments.
+    """
+    from churn_kfp.loop import monitoring
+
+    options = options or SimulationOptions()
+    if initial_months < 4:
+        raise ValueError("initial_months must be >= 4 (train, validation and test cutoffs)")
+    if months <= initial_months:
+        raise ValueError(f"months ({months}) must exceed initial_months ({initial_months})")
+    if drift_from and not 1 <= drift_from <= months:
+        raise ValueError(f"drift_from must be within 1..{months} (or 0 for no drift)")
+    unknown = [p for p in policies if p not in POLICIES]
+    if unknown or not policies:
+        raise ValueError(f"unknown policies {unknown}; choose from {POLICIES}")
+    home = settings.home
+    saved_env = {k: os.environ.get(k) for k in _ENV_KEYS}
+    started = time.perf_counter()
+    shutil.rmtree(home / "simulation", ignore_errors=True)
+    data_args = {
+        "n_customers": n_customers,
+        "n_months": months,
+        "start": start,
+        "seed": seed,
+        "drift_from_month": drift_from or None,
+    }
+    periods = [str(p) for p in _period_range(start, months)]
+    jobs = {
+        policy: (policy, str(home), data_args, initial_months, options, seed, quiet, progress)
+        for policy in policies
+    }
+    outcomes: dict[str, dict[str, Any]] = {}
+    try:
+        if parallel and len(policies) > 1:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            context = multiprocessing.get_context("spawn")
+            with ProcessPoolExecutor(max_workers=len(policies), mp_context=context) as pool:
+                futures = {p: pool.submit(_run_policy, *args) for p, args in jobs.items()}
+                outcomes = {p: future.result() for p, future in futures.items()}
+        else:
+            outcomes = {p: _run_policy(*args) for p, args in jobs.items()}
+    finally:
+        for key, value in saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    result: dict[str, Any] = {
+        "parameters": {
+            "months": months,
+            "drift_from": drift_from,
+            "drift_start_period": periods[drift_from - 1] if drift_from else None,
+            "initial_months": initial_months,
+            "n_customers": n_customers,
+            "seed": seed,
+            "start": start,
+            "policies": list(policies),
+            "options": dataclasses.asdict(options),
+        },
+        "training": {p: outcomes[p]["training"] for p in policies},
+        "months": [
+            {
+                "month": index + 1,
+                "period": periods[index],
+                "drifted": bool(drift_from) and index + 1 >= drift_from,
+                "new_cutoff": monitoring.iso_date(monitoring.period_cutoff(periods[index])),
+                "policies": {p: outcomes[p]["cells"][periods[index]] for p in policies},
+            }
+            for index in range(initial_months, months)
+        ],
+    }
+    result["summary"], result["checks"] = summarise(result)
+    result["elapsed_s"] = round(time.perf_counter() - started, 1)
+    settings.reports_dir.mkdir(parents=True, exist_ok=True)
+    result["plot_path"] = str(plot_timeline(result, settings.reports_dir / "simulation.png"))
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "simulation.json").write_text(json.dumps(result, indent=2, default=str))
+    return result
+
+
+def _period_range(start: str, months: int) -> list[str]:
+    import pandas as pd
+
+    return [str(p) for p in pd.period_range(start, periods=months, freq="M")]
+
+
+def _progress_line(policy: str, period: str, cell: dict[str, Any]) -> str:
+    action = "retrained" if cell["retrained"] else "kept"
+    if cell["retrained"]:
+        action += f" ({', '.join(cell['reasons'])}; v{cell['challenger_version']} "
+        action += "promoted)" if cell["promoted"] else "not promoted)"
+    return (
+        f"[{policy}] {period}: matured F1 {cell['f1']} at {cell['matured_cutoff']}, "
+        f"drift share {cell['drift_share']}, {action}, champion v{cell['champion_version']} "
+        f"({cell['elapsed_s']} s)"
+    )
+
+
+def summarise(result: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Headline numbers and the properties the simulation should show.
+
+    Returns:
+        ``(summary, checks)``. ``summary``: per policy the mean matured F1 before the drift
+        (the training test F1 when no loop month precedes the drift) and over the drift
+        months, the first drift month in which drift was detected (data or prediction
+        drift), the first retrain and its reasons. ``checks``: ``frozen_f1_drops`` (the
+        frozen mean over the drift months is below its pre-drift F1),
+        ``drift_detected_within_one_month``, ``retrain_triggered_with_reason`` and
+        ``retraining_beats_frozen`` (mean F1 over the drift months); ``None`` when a policy
+        is missing or there is no drift.
+    """
+    months = result["months"]
+    policies = result["parameters"]["policies"]
+    drift_from = result["parameters"]["drift_from"]
+    summary: dict[str, Any] = {"mean_f1_before_drift": {}, "mean_f1_drift_months": {}}
+    for policy in policies:
+        before = [m["policies"][policy]["f1"] for m in months if not m["drifted"]]
+        if not before:
+            before = [(result["training"].get(policy) or {}).get("f1")]
+        summary["mean_f1_before_drift"][policy] = _mean(before)
+        summary["mean_f1_drift_months"][policy] = _mean(
+            [m["policies"][policy]["f1"] for m in months if m["drifted"]]
+        )
+    detected = None
+    first_retrain = None
+    for m in months:
+        if not m["drifted"]:
+            continue
+        for policy in policies:
+            cell = m["policies"][policy]
+            kinds = set(cell["reasons"])
+            if detected is None and kinds & {"drift", "prediction_drift"}:
+                detected = {"period": m["period"], "month": m["month"], "policy": policy}
+            if first_retrain is None and cell["retrained"]:
+                first_retrain = {
+                    "period": m["period"],
+                    "month": m["month"],
+                    "reasons": cell["reason_messages"],
+                    "challenger_version": cell["challenger_version"],
+                    "promoted": cell["promoted"],
+                }
+    summary["drift_detected"] = detected
+    summary["first_retrain"] = first_retrain
+    checks: dict[str, Any] = {}
+    both = RETRAIN in policies and FROZEN in policies
+    if drift_from:
+        frozen_before = summary["mean_f1_before_drift"].get(FROZEN)
+        frozen_drift = summary["mean_f1_drift_months"].get(FROZEN)
+        checks["frozen_f1_drops"] = (
+            None if frozen_before is None or frozen_drift is None else frozen_drift < frozen_before
+        )
+        checks["drift_detected_within_one_month"] = (
+            detected is not None and detected["month"] <= drift_from + 1
+        )
+        checks["retrain_triggered_with_reason"] = bool(first_retrain and first_retrain["reasons"])
+        retrain_drift = summary["mean_f1_drift_months"].get(RETRAIN)
+        checks["retraining_beats_frozen"] = (
+            None
+            if not both or retrain_drift is None or frozen_drift is None
+            else retrain_drift > frozen_drift
+        )
+    return summary, checks
+
+
+def format_table(result: dict[str, Any]) -> str:
+    """The simulation as a text table, one line per month, plus the headline and checks."""
+    policies = result["parameters"]["policies"]
+    header = f"{'month':<8}{'drift':<6}{'judged':<12}"
+    for policy in policies:
+        header += f"{'F1 ' + policy:>11}"
+    for policy in policies:
+        header += f"{'drift ' + policy:>14}"
+    header += f"  {'retrain policy: action':<52}{'champions':>12}"
+    lines = [header, "-" * len(header)]
+    for policy, train in result["training"].items():
+        if policy != policies[0]:
+            continue
+        line = f"{train['period']:<8}{'':<6}{str(train.get('test_cutoff')) + '*':<12}"
+        for p in policies:
+            line += f"{_fmt(result['training'][p]['f1']):>11}"
+        line += "".join(f"{'':>14}" for _ in policies)
+        versions = "/".join(f"v{result['training'][p]['champion_version']}" for p in policies)
+        line += f"  {'first model trained (*test F1)':<52}{versions:>12}"
+        lines.append(line)
+    for m in result["months"]:
+        cells = m["policies"]
+        first = cells[policies[0]]
+        drifted = "yes" if m["drifted"] else ""
+        line = f"{m['period']:<8}{drifted:<6}{first['matured_cutoff'] or '-':<12}"
+        for policy in policies:
+            line += f"{_fmt(cells[policy]['f1']):>11}"
+        for policy in policies:
+            share = cells[policy]["drift_share"]
+            flag = "+p" if cells[policy]["prediction_drift"] else ""
+            line += f"{(_fmt(share, pct=True) + flag):>14}"
+        main = cells.get(RETRAIN) or first
+        if main["retrained"]:
+            action = f"retrain ({', '.join(main['reasons'])}) -> v{main['challenger_version']} "
+            action += "promoted" if main["promoted"] else "lost"
+        elif main["would_retrain"]:
+            action = f"frozen: would retrain ({', '.join(main['reasons'])})"
+        else:
+            action = "no retraining needed"
+        versions = "/".join(f"v{cells[p]['champion_version']}" for p in policies)
+        line += f"  {action[:52]:<52}{versions:>12}"
+        lines.append(line)
+    summary, checks = result.get("summary", {}), result.get("checks", {})
+    lines.append("")
+    lines.append(
+        "F1 = matured F1 of the predictions for the 'judged' cutoff (labels of that month); "
+        "drift = share of drifted monitored features (+p: prediction drift); champions = "
+        + "/".join(policies)
+    )
+    for key in ("mean_f1_before_drift", "mean_f1_drift_months"):
+        values = ", ".join(f"{p} {_fmt(v)}" for p, v in summary.get(key, {}).items())
+        lines.append(f"{key.replace('_', ' ')}: {values}")
+    if summary.get("drift_detected"):
+        d = summary["drift_detected"]
+        lines.append(f"drift first detected in {d['period']} (month {d['month']})")
+    if summary.get("first_retrain"):
+        r = summary["first_retrain"]
+        lines.append(f"first retrain in {r['period']}: {'; '.join(r['reasons'])}")
+    for key, value in checks.items():
+        lines.append(f"check {key}: {'PASS' if value else 'FAIL' if value is False else 'n/a'}")
+    lines.append(f"elapsed: {result.get('elapsed_s')} s")
+    return "\n".join(lines)
+
+
+def _fmt(value: float | None, pct: bool = False) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.0%}" if pct else f"{value:.3f}"
+
+
+def plot_timeline(result: dict[str, Any], path: Path) -> Path:
+    """Draws F1 per month for each policy, drift shares and retrain events to a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    policies = result["parameters"]["policies"]
+    months = result["months"]
+    fig = Figure(figsize=(9.5, 7))
+    top, bottom = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 2]})
+    labels = [m["period"] for m in months]
+    xs = list(range(len(months)))
+    colors = {RETRAIN: "tab:blue", FROZEN: "tab:red"}
+    styles = {RETRAIN: ("-", "o", 3), FROZEN: ("--", "s", 2)}
+    first_period = next(iter(result["training"].values()), {}).get("period")
+    for policy in policies:
+        train_f1 = (result["training"].get(policy) or {}).get("f1")
+        ys = [m["policies"][policy]["f1"] for m in months]
+        line, marker, order = styles.get(policy, ("-", "o", 2))
+        top.plot(
+            [-1, *xs],
+            [train_f1, *ys],
+            linestyle=line,
+            marker=marker,
+            color=colors.get(policy),
+            zorder=order,
+            label=f"{policy} policy",
+        )
+        if policy == RETRAIN:
+            events = [(x, m["policies"][policy]) for x, m in zip(xs, months, strict=True)]
+            for x, cell in events:
+                if cell["retrained"]:
+                    marker = "^" if cell["promoted"] else "v"
+                    top.scatter(
+                        [x], [cell["f1"] or 0], s=140, marker=marker, color="tab:green", zorder=5
+                    )
+                    top.annotate(
+                        f"retrain: {', '.join(cell['reasons'])}\n"
+                        + (
+                            f"v{cell['challenger_version']} promoted"
+                            if cell["promoted"]
+                            else f"v{cell['challenger_version']} lost, champion kept"
+                        ),
+                        (x, 0.98),
+                        xycoords=("data", "axes fraction"),
+                        va="top",
+                        ha="center",
+                        fontsize=7,
+                        color="tab:green",
+                    )
+    drift_from = result["parameters"]["drift_from"]
+    drift_x = [x for x, m in zip(xs, months, strict=True) if m["drifted"]]
+    for axis in (top, bottom):
+        if drift_from and drift_x:
+            axis.axvspan(min(drift_x) - 0.5, max(drift_x) + 0.5, color="orange", alpha=0.12)
+    low, high = top.get_ylim()
+    top.set_ylim(low, high + (high - low) * 0.3)  # room for the retrain labels
+    top.set_ylabel("F1 of matured predictions")
+    top.set_title(
+        "Retraining vs frozen first model: F1 once the churn labels are known\n"
+        "first point: the first model's test F1; shaded: months with drift\n"
+        "green: retrain events (a promoted model serves from the next month on)",
+        fontsize=10,
+    )
+    top.legend(loc="best", fontsize=8)
+    top.grid(alpha=0.3)
+    width = 0.38
+    for k, policy in enumerate(policies):
+        shares = [m["policies"][policy]["drift_share"] or 0 for m in months]
+        offset = (k - (len(policies) - 1) / 2) * width
+        bottom.bar(
+            [x + offset for x in xs],
+            shares,
+            width=width,
+            color=colors.get(policy),
+            alpha=0.7,
+            label=f"drift share ({policy})",
+        )
+        for x, m, share in zip(xs, months, shares, strict=True):
+            if m["policies"][policy]["prediction_drift"]:
+                bottom.annotate(
+                    "pred.\ndrift",
+                    (x + offset, share),
+                    textcoords="offset points",
+                    xytext=(0, 2),
+                    ha="center",
+                    fontsize=6,
+                )
+    threshold = result["parameters"]["options"]["drift_threshold"]
+    bottom.axhline(threshold, color="black", linestyle="--", linewidth=1, label="threshold")
+    bottom.set_ylabel("share of drifted features")
+    bottom.set_ylim(0, 1)
+    bottom.legend(loc="upper left", fontsize=8)
+    bottom.grid(alpha=0.3)
+    bottom.set_xlabel("month processed (its F1 judges the predictions made for its first day)")
+    bottom.set_xticks([-1, *xs])
+    bottom.set_xticklabels([f"{first_period}\n(training)", *labels], fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    return path

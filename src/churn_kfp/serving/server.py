@@ -1,0 +1,874 @@
+"""Serve the registered churn model locally with MLServer, and call it over the V2 protocol.
+
+Locally the champion runs in the same server KServe uses for ``modelFormat: mlflow``:
+MLServer with an MLflow runtime, speaking the V2 (Open Inference) protocol. The runtime is
+:class:`churn_kfp.serving.runtime.ValidatingMLflowRuntime` (MLServer's MLflow runtime plus
+input validation and a ``churn_probability`` output); ``runtime=STOCK_RUNTIME`` serves with the
+unmodified ``mlserver_mlflow.MLflowRuntime`` instead.
+
+Server side: :func:`resolve_model` finds a registered version (the champion alias or a given
+version) and a local copy of its artifacts, :func:`write_server_config` writes MLServer's
+``settings.json`` and ``model-settings.json``, :func:`serve` runs ``mlserver start`` as a child
+process bound to 127.0.0.1 and always stops it.
+
+Client side: :func:`frame_to_v2_request` turns a DataFrame into a V2 request (one input per
+column), :func:`predict_http` sends it in batches and returns churn probabilities,
+:func:`parse_v2_response` reads either runtime's answer.
+
+Nothing here touches MLflow, the network or the file system at import time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from churn_kfp.core.config import CHAMPION_ALIAS, MODEL_NAME, Settings, apply_runtime_env
+
+logger = logging.getLogger(__name__)
+
+VALIDATING_RUNTIME = "churn_kfp.serving.runtime.ValidatingMLflowRuntime"
+"""Our runtime: validation, ``churn_probability`` + ``churn`` outputs (the default)."""
+STOCK_RUNTIME = "mlserver_mlflow.MLflowRuntime"
+"""MLServer's MLflow runtime as KServe's ``kserve-mlserver`` runs it for ``mlflow`` models."""
+
+THRESHOLD_TAG = "threshold"
+"""Model-version tag holding the tuned decision threshold (written by the registry step)."""
+PROBABILITY_OUTPUT = "churn_probability"
+DECISION_OUTPUT = "churn"
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8080
+DEFAULT_BATCH_SIZE = 1000
+READY_TIMEOUT_S = 180.0
+
+
+class ServingError(RuntimeError):
+    """The server answered a request with an error (``status`` and its ``message``)."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(f"HTTP {status}: {message}")
+        self.status = status
+        self.message = message
+
+
+class ServerUnreachableError(ServingError):
+    """Nothing answers at the URL (connection refused, timeout, DNS)."""
+
+    def __init__(self, url: str, reason: str):
+        super().__init__(
+            0,
+            f"cannot reach the model server at {url} ({reason}); start it with `churn serve` "
+            "(or `make serve`) and check the --url",
+        )
+        self.url = url
+
+
+class ServerStartError(RuntimeError):
+    """``mlserver start`` exited or did not become ready in time."""
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """A registered model version ready to be served from a local directory.
+
+    Attributes:
+        name: Registered model name.
+        version: Registered version (string).
+        model_dir: Local directory holding the MLflow model (``MLmodel`` file).
+        source_uri: Where the artifacts live in the registry (``file://``, ``s3://``...).
+        threshold: Tuned decision threshold from the version's ``threshold`` tag, if any.
+        alias: The alias used to find the version, if any.
+        run_id: The MLflow run that logged the model, if known.
+    """
+
+    name: str
+    version: str
+    model_dir: Path
+    source_uri: str = ""
+    threshold: float | None = None
+    alias: str | None = None
+    run_id: str | None = None
+
+    @property
+    def model_uri(self) -> str:
+        """The registry URI of this version (``models:/name/version``)."""
+        return f"models:/{self.name}/{self.version}"
+
+
+def resolve_model(
+    version: str | int | None = None,
+    *,
+    settings: Settings | None = None,
+    model_name: str = MODEL_NAME,
+    alias: str = CHAMPION_ALIAS,
+) -> ServedModel:
+    """Finds a registered version and a local copy of its artifacts.
+
+    Local artifacts (``file://``) are used in place; others are downloaded once into
+    ``$CHURN_HOME/serving/<version>/model`` (a version's artifacts never change).
+
+    Args:
+        version: Version number; ``None`` means the version the ``alias`` points to.
+        settings: Where the registry is; default :meth:`Settings.from_env`.
+        model_name: Registered model name.
+        alias: Alias used when ``version`` is ``None``.
+
+    Returns:
+        The version, its local model directory and its tuned threshold.
+
+    Raises:
+        LookupError: No such version or alias (with a hint on how to get one).
+    """
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    settings = settings or Settings.from_env()
+    client = MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri)
+    try:
+        if version is None or str(version).strip() == "":
+            found = client.get_model_version_by_alias(model_name, alias)
+        else:
+            found = client.get_model_version(model_name, str(version).strip())
+    except MlflowException as exc:
+        what = f"version {version}" if version else f"version with the alias '{alias}'"
+        raise LookupError(
+            f"the registry at {settings.tracking_uri} has no {what} of model '{model_name}' "
+            f"({exc.message.splitlines()[0]}); train one with `make run` (or `churn run`), "
+            "or pick an existing version with --version / MODEL_VERSION"
+        ) from None
+    source = client.get_model_version_download_uri(model_name, found.version)
+    model_dir = _local_model_dir(source, settings.home / "serving" / str(found.version))
+    return ServedModel(
+        name=model_name,
+        version=str(found.version),
+        model_dir=model_dir,
+        source_uri=source,
+        threshold=_parse_threshold((found.tags or {}).get(THRESHOLD_TAG)),
+        alias=alias if version is None or str(version).strip() == "" else None,
+        run_id=found.run_id,
+    )
+
+
+def _local_model_dir(source: str, cache: Path) -> Path:
+    from urllib.parse import unquote, urlparse
+
+    parsed = urlparse(source)
+    if parsed.scheme in ("", "file"):
+        local = Path(unquote(parsed.path) if parsed.scheme else source)
+        if (local / "MLmodel").is_file():
+            return local
+    target = cache / "model"
+    if (target / "MLmodel").is_file():
+        return target
+    import mlflow.artifacts
+
+    staging = cache / "download"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True, exist_ok=True)
+    logger.info("downloading %s to %s", source, target)
+    downloaded = Path(mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=staging))
+    if not (downloaded / "MLmodel").is_file():
+        raise LookupError(f"{source} holds no MLflow model (no MLmodel file)")
+    shutil.rmtree(target, ignore_errors=True)
+    downloaded.rename(target)
+    shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def _parse_threshold(value: Any) -> float | None:
+    try:
+        threshold = float(value)
+    except (TypeError, ValueError):
+        return None
+    return threshold if 0.0 <= threshold <= 1.0 else None
+
+
+def free_port(host: str = DEFAULT_HOST) -> int:
+    """Returns a TCP port that is free on ``host`` right now (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def port_in_use(port: int, host: str = DEFAULT_HOST) -> bool:
+    """Whether ``host:port`` cannot be bound the way the server binds it (``SO_REUSEADDR``).
+
+    Connections lingering in ``TIME_WAIT`` after a previous server do not count, as they
+    do not stop the server either.
+    """
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
+def write_server_config(
+    model: ServedModel,
+    directory: str | os.PathLike[str],
+    *,
+    http_port: int,
+    grpc_port: int,
+    metrics_port: int | None = None,
+    host: str = DEFAULT_HOST,
+    runtime: str = VALIDATING_RUNTIME,
+    threshold: float | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> Path:
+    """Writes MLServer's ``settings.json`` and ``<model name>/model-settings.json``.
+
+    The server binds ``host`` only (default loopback), runs the model in the server process
+    (``parallel_workers: 0``: with mlserver 1.7.1 here, worker processes die with "no current
+    event loop"), logs no line per request (``debug: false``) and has no metrics server
+    unless ``metrics_port`` is given. MLServer always starts its gRPC server, hence
+    ``grpc_port``.
+
+    Args:
+        model: The version to serve.
+        directory: Folder to write into (created); ``mlserver start <directory>``.
+        http_port: REST port.
+        grpc_port: gRPC port.
+        metrics_port: Prometheus metrics port, or ``None`` for no metrics server.
+        host: Address to bind.
+        runtime: MLServer runtime class (:data:`VALIDATING_RUNTIME` or :data:`STOCK_RUNTIME`).
+        threshold: Decision threshold for the ``churn`` output; default ``model.threshold``.
+        extra: More runtime settings (``parameters.extra``), e.g. ``non_nullable_columns``.
+
+    Returns:
+        The directory.
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    settings: dict[str, Any] = {
+        "host": host,
+        "http_port": int(http_port),
+        "grpc_port": int(grpc_port),
+        "debug": False,
+        "parallel_workers": 0,
+        "load_models_at_startup": True,
+        "metrics_endpoint": "/metrics" if metrics_port else None,
+    }
+    if metrics_port:
+        settings["metrics_port"] = int(metrics_port)
+    runtime_extra = dict(extra or {})
+    threshold = model.threshold if threshold is None else threshold
+    if threshold is not None and runtime == VALIDATING_RUNTIME:
+        runtime_extra.setdefault("threshold", float(threshold))
+    model_settings: dict[str, Any] = {
+        "name": model.name,
+        "implementation": runtime,
+        "versions": [model.version],
+        "parameters": {"uri": str(Path(model.model_dir).absolute()), "version": model.version},
+    }
+    if runtime_extra:
+        model_settings["parameters"]["extra"] = runtime_extra
+    (directory / "settings.json").write_text(json.dumps(settings, indent=2) + "\n")
+    # MLServer finds models in sub-folders; naming the folder after the model keeps it quiet.
+    model_folder = directory / model.name
+    model_folder.mkdir(exist_ok=True)
+    (model_folder / "model-settings.json").write_text(json.dumps(model_settings, indent=2) + "\n")
+    return directory
+
+
+@dataclass
+class RunningServer:
+    """A started ``mlserver`` child process.
+
+    Attributes:
+        model: The served version.
+        url: Base URL of the REST API (``http://127.0.0.1:PORT``).
+        grpc_address: ``host:port`` of the gRPC API.
+        process: The child process.
+        config_dir: Folder with ``settings.json`` and ``model-settings.json``.
+        log_path: File receiving the server's stdout and stderr.
+        metrics_url: Prometheus endpoint, if enabled.
+        startup_seconds: Time from start to ready.
+    """
+
+    model: ServedModel
+    url: str
+    grpc_address: str
+    process: subprocess.Popen
+    config_dir: Path
+    log_path: Path
+    metrics_url: str | None = None
+    startup_seconds: float = 0.0
+    runtime: str = VALIDATING_RUNTIME
+    _log_file: Any = field(default=None, repr=False)
+
+    @property
+    def infer_url(self) -> str:
+        """The V2 inference endpoint of the model."""
+        return f"{self.url}/v2/models/{self.model.name}/infer"
+
+    def log_tail(self, lines: int = 40) -> str:
+        """The last lines of the server log."""
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def stop(self, grace_seconds: float = 10.0) -> int | None:
+        """Stops the server: SIGTERM, then SIGKILL after ``grace_seconds``; returns its code."""
+        code = stop_process(self.process, grace_seconds)
+        if self._log_file is not None:
+            self._log_file.close()
+            self._log_file = None
+        return code
+
+
+def mlserver_command(config_dir: str | os.PathLike[str]) -> list[str]:
+    """The command line that starts MLServer from this interpreter's environment."""
+    script = Path(sys.executable).with_name("mlserver")
+    if script.is_file():
+        return [str(script), "start", str(config_dir)]
+    found = shutil.which("mlserver")
+    if found:
+        return [found, "start", str(config_dir)]
+    launcher = "import sys; from mlserver.cli import main; sys.argv[0] = 'mlserver'; main()"
+    return [sys.executable, "-c", launcher, "start", str(config_dir)]
+
+
+def start_server(
+    model: ServedModel,
+    *,
+    http_port: int | None = None,
+    grpc_port: int | None = None,
+    metrics_port: int | None = None,
+    host: str = DEFAULT_HOST,
+    workdir: str | os.PathLike[str] | None = None,
+    runtime: str = VALIDATING_RUNTIME,
+    threshold: float | None = None,
+    extra: Mapping[str, Any] | None = None,
+    timeout: float = READY_TIMEOUT_S,
+    env: Mapping[str, str] | None = None,
+) -> RunningServer:
+    """Starts ``mlserver start`` for ``model`` and waits until the model is ready.
+
+    The child runs in its own session (Ctrl-C in a terminal reaches only the parent, which
+    then stops it). On any failure the child is stopped before the error propagates.
+
+    Args:
+        model: The version to serve.
+        http_port: REST port; default a free one.
+        grpc_port: gRPC port; default a free one.
+        metrics_port: Prometheus port, or ``None`` for no metrics server.
+        host: Address to bind (default loopback only).
+        workdir: The config and the log go to ``<workdir>/mlserver-<http_port>/``; default
+            ``$CHURN_HOME/serving/<version>``.
+        runtime: MLServer runtime class.
+        threshold: Decision threshold for the ``churn`` output; default ``model.threshold``.
+        extra: More runtime settings (``parameters.extra``).
+        timeout: Seconds to wait for readiness.
+        env: Extra environment variables for the child.
+
+    Returns:
+        The running server.
+
+    Raises:
+        ServerStartError: The process exited, or was not ready within ``timeout``.
+    """
+    http_port = int(http_port or free_port(host))
+    grpc_port = int(grpc_port or _free_port_except(host, {http_port}))
+    if metrics_port == 0:
+        metrics_port = _free_port_except(host, {http_port, grpc_port})
+    if workdir is None:
+        workdir = Settings.from_env().home / "serving" / model.version
+    base = Path(workdir)
+    config_dir = write_server_config(
+        model,
+        base / f"mlserver-{http_port}",
+        http_port=http_port,
+        grpc_port=grpc_port,
+        metrics_port=metrics_port,
+        host=host,
+        runtime=runtime,
+        threshold=threshold,
+        extra=extra,
+    )
+    log_path = config_dir / "mlserver.log"
+    log_file = open(log_path, "w")  # noqa: SIM115 - closed by RunningServer.stop
+    child_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    apply_runtime_env(child_env)  # e.g. OMP_WAIT_POLICY=PASSIVE, as in the image
+    started = time.monotonic()
+    process = subprocess.Popen(
+        mlserver_command(config_dir),
+        cwd=config_dir,
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        env=child_env,
+        start_new_session=True,
+    )
+    url_host = "127.0.0.1" if host in ("0.0.0.0", "") else host
+    server = RunningServer(
+        model=model,
+        url=f"http://{url_host}:{http_port}",
+        grpc_address=f"{url_host}:{grpc_port}",
+        process=process,
+        config_dir=config_dir,
+        log_path=log_path,
+        metrics_url=f"http://{url_host}:{metrics_port}/metrics" if metrics_port else None,
+        runtime=runtime,
+        _log_file=log_file,
+    )
+    try:
+        wait_until_ready(server.url, model.name, timeout=timeout, process=process)
+    except BaseException as exc:
+        server.stop(grace_seconds=5)
+        if isinstance(exc, ServerStartError):
+            tail = server.log_tail()
+            raise ServerStartError(f"{exc}\n--- last lines of {log_path} ---\n{tail}") from None
+        raise
+    server.startup_seconds = time.monotonic() - started
+    return server
+
+
+def _free_port_except(host: str, taken: set[int]) -> int:
+    for _ in range(20):
+        port = free_port(host)
+        if port not in taken:
+            return port
+    raise OSError("could not find a free port")
+
+
+@contextlib.contextmanager
+def serve(model: ServedModel, *, attempts: int = 2, **kwargs: Any) -> Iterator[RunningServer]:
+    """Runs MLServer for ``model`` inside a ``with`` block and always stops it afterwards.
+
+    Takes the keyword arguments of :func:`start_server`. Free ports are picked at the last
+    moment; if the server still fails to start (another process took a port in between),
+    it is tried again with new ports, ``attempts`` times in all, unless ports were given.
+
+    Yields:
+        The running, ready server.
+    """
+    fixed_ports = bool(kwargs.get("http_port") or kwargs.get("grpc_port"))
+    last_error: Exception | None = None
+    server = None
+    for _ in range(1 if fixed_ports else max(1, attempts)):
+        try:
+            server = start_server(model, **kwargs)
+            break
+        except ServerStartError as exc:
+            last_error = exc
+            if "address already in use" not in str(exc).lower():
+                raise
+    if server is None:
+        assert last_error is not None
+        raise last_error
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def wait_until_ready(
+    url: str,
+    model_name: str = MODEL_NAME,
+    *,
+    timeout: float = READY_TIMEOUT_S,
+    process: subprocess.Popen | None = None,
+    interval: float = 0.25,
+) -> None:
+    """Polls ``/v2/health/ready`` and ``/v2/models/<name>/ready`` until both answer 200.
+
+    Raises:
+        ServerStartError: ``process`` exited, or ``timeout`` seconds passed.
+    """
+    import requests
+
+    deadline = time.monotonic() + timeout
+    session = requests.Session()
+    paths = ("/v2/health/ready", f"/v2/models/{model_name}/ready")
+    while True:
+        if process is not None and process.poll() is not None:
+            raise ServerStartError(f"mlserver exited with code {process.returncode}")
+        try:
+            if all(session.get(url + path, timeout=2).status_code == 200 for path in paths):
+                return
+        except requests.RequestException:
+            pass
+        if time.monotonic() > deadline:
+            raise ServerStartError(f"mlserver at {url} was not ready after {timeout:.0f} s")
+        time.sleep(interval)
+
+
+def stop_process(process: subprocess.Popen, grace_seconds: float = 10.0) -> int | None:
+    """Stops a child started in its own session: SIGTERM to its group, SIGKILL if needed.
+
+    Returns:
+        The exit code (negative: killed by that signal).
+    """
+    if process.poll() is not None:
+        return process.returncode
+    _signal_group(process, signal.SIGTERM)
+    try:
+        return process.wait(timeout=grace_seconds)
+    except subprocess.TimeoutExpired:
+        logger.warning("mlserver (pid %s) ignored SIGTERM; killing it", process.pid)
+        _signal_group(process, signal.SIGKILL)
+        return process.wait(timeout=30)
+
+
+def _signal_group(process: subprocess.Popen, sig: int) -> None:
+    try:
+        os.killpg(os.getpgid(process.pid), sig)
+    except (ProcessLookupError, PermissionError):
+        with contextlib.suppress(ProcessLookupError):
+            process.send_signal(sig)
+
+
+# --------------------------------------------------------------------------------------------
+# Client side: V2 requests from DataFrames.
+# --------------------------------------------------------------------------------------------
+
+
+def positive_class(output: Any) -> np.ndarray:
+    """Returns P(class 1) from a model output: column 1 of ``(n, 2)``, or a ``(n,)`` vector.
+
+    Raises:
+        ValueError: The output has any other shape.
+    """
+    array = np.asarray(output)
+    if array.ndim == 2 and array.shape[1] == 2:
+        return array[:, 1]
+    if array.ndim == 1 or (array.ndim == 2 and array.shape[1] == 1):
+        return array.reshape(-1)
+    raise ValueError(f"expected probabilities of shape (n, 2) or (n,), got {array.shape}")
+
+
+def v2_datatype(series: pd.Series) -> str:
+    """The V2 datatype a column is sent as: FP64, INT64, BOOL or BYTES (strings)."""
+    dtype = series.dtype
+    if pd.api.types.is_bool_dtype(dtype):
+        return "BOOL"
+    if pd.api.types.is_integer_dtype(dtype) and not series.isna().any():
+        return "INT64"
+    if pd.api.types.is_numeric_dtype(dtype):
+        return "FP64"
+    return "BYTES"
+
+
+def _column_data(series: pd.Series, datatype: str) -> list:
+    if datatype == "FP64":
+        values = pd.to_numeric(series, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+        data = values.tolist()
+        if np.isnan(values).any():
+            data = [None if math.isnan(v) else v for v in data]
+        return data
+    if datatype.startswith(("INT", "UINT")):
+        return series.astype(np.int64).tolist()
+    if datatype == "BOOL":
+        return series.astype(bool).tolist()
+    return [None if _is_missing(v) else (v if isinstance(v, str) else str(v)) for v in series]
+
+
+def _is_missing(value: Any) -> bool:
+    if value is None or value is pd.NA or value is pd.NaT:
+        return True
+    return isinstance(value, float) and math.isnan(value)
+
+
+def frame_to_v2_request(
+    frame: pd.DataFrame,
+    *,
+    columns: Sequence[str] | None = None,
+    datatypes: Mapping[str, str] | None = None,
+    request_id: str | None = None,
+) -> dict[str, Any]:
+    """Builds a V2 inference request: one input per column, shape ``[n, 1]``.
+
+    Numbers go as FP64 (``NaN`` -> ``null``), strings as BYTES (missing -> ``null``). The
+    request says ``"content_type": "pd"`` so MLServer decodes it as one DataFrame (both
+    MLflow runtimes also default to that from the signature).
+
+    Args:
+        frame: Feature rows.
+        columns: Columns to send, in order; default all.
+        datatypes: Datatype per column (e.g. from the model metadata) overriding the guess
+            from the dtype; numeric columns are converted to numbers for FP64.
+        request_id: Optional request id echoed in the response.
+
+    Returns:
+        The JSON-ready request body.
+    """
+    columns = list(frame.columns if columns is None else columns)
+    datatypes = dict(datatypes or {})
+    inputs = []
+    for name in columns:
+        series = frame[name]
+        datatype = datatypes.get(name) or v2_datatype(series)
+        if datatype in ("FP16", "FP32"):
+            datatype = "FP64"
+        # Values that do not fit the wanted datatype go as they are, so the server names the
+        # column in its error instead of this client failing or guessing.
+        if datatype == "FP64" and not pd.api.types.is_numeric_dtype(series.dtype):
+            datatype = "BYTES"
+        elif datatype.startswith(("INT", "UINT", "BOOL")):
+            guessed = v2_datatype(series)
+            if guessed != ("BOOL" if datatype == "BOOL" else "INT64"):
+                datatype = guessed
+        inputs.append(
+            {
+                "name": name,
+                "shape": [len(series), 1],
+                "datatype": datatype,
+                "data": _column_data(series, datatype),
+            }
+        )
+    body: dict[str, Any] = {"parameters": {"content_type": "pd"}, "inputs": inputs}
+    if request_id is not None:
+        body["id"] = request_id
+    return body
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """What a V2 response says about each row.
+
+    Attributes:
+        probability: P(churn) per row.
+        decision: ``probability >= threshold`` per row, if the server sent it.
+        threshold: The threshold behind ``decision``, if the server sent it.
+    """
+
+    probability: np.ndarray
+    decision: np.ndarray | None = None
+    threshold: float | None = None
+
+
+def parse_v2_response(body: Mapping[str, Any]) -> Prediction:
+    """Reads churn probabilities from a V2 response of either runtime.
+
+    Our runtime sends ``churn_probability`` (``[n]``) and possibly ``churn`` (``[n]``,
+    ``parameters.threshold``); the stock MLflow runtime sends one ``[n, 2]`` tensor (P(no
+    churn), P(churn)) whose column 1 is taken.
+
+    Raises:
+        ValueError: No usable output.
+    """
+    outputs = {out["name"]: out for out in body.get("outputs", [])}
+    if PROBABILITY_OUTPUT in outputs:
+        probability = np.asarray(outputs[PROBABILITY_OUTPUT]["data"], dtype=np.float64)
+    elif len(outputs) == 1:
+        (out,) = outputs.values()
+        shape = list(out.get("shape", []))
+        values = np.asarray(out["data"], dtype=np.float64).reshape(shape or (-1,))
+        probability = positive_class(values)
+    else:
+        raise ValueError(f"no '{PROBABILITY_OUTPUT}' output in the response: {sorted(outputs)}")
+    decision = threshold = None
+    if DECISION_OUTPUT in outputs:
+        decision = np.asarray(outputs[DECISION_OUTPUT]["data"], dtype=bool)
+        threshold = (outputs[DECISION_OUTPUT].get("parameters") or {}).get("threshold")
+    return Prediction(probability=probability.reshape(-1), decision=decision, threshold=threshold)
+
+
+def _error_message(response: Any) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text.strip()[:2000] or response.reason
+    if isinstance(body, dict):
+        if body.get("error"):
+            return str(body["error"])
+        if body.get("detail"):
+            return json.dumps(body["detail"])[:2000]
+    return json.dumps(body)[:2000]
+
+
+def _request(session: Any, method: str, url: str, **kwargs: Any) -> Any:
+    import requests
+
+    try:
+        response = session.request(method, url, **kwargs)
+    except requests.ConnectionError as exc:
+        raise ServerUnreachableError(url, _short_reason(exc)) from None
+    except requests.Timeout:
+        raise ServerUnreachableError(url, "timed out") from None
+    if response.status_code >= 400:
+        raise ServingError(response.status_code, _error_message(response))
+    return response
+
+
+def _short_reason(exc: Exception) -> str:
+    text = str(exc)
+    for marker in ("Connection refused", "Name or service not known", "No route to host"):
+        if marker in text:
+            return marker.lower()
+    return type(exc).__name__
+
+
+def model_metadata(url: str, model_name: str = MODEL_NAME, *, timeout: float = 10.0) -> dict:
+    """Fetches ``/v2/models/<name>``: inputs (name, datatype), outputs, parameters.
+
+    Raises:
+        ServerUnreachableError: Nothing answers at ``url``.
+        ServingError: The server answered with an error (e.g. 404 for another model name).
+    """
+    import requests
+
+    with requests.Session() as session:
+        return _request(
+            session, "GET", f"{url.rstrip('/')}/v2/models/{model_name}", timeout=timeout
+        ).json()
+
+
+def input_datatypes(metadata: Mapping[str, Any]) -> dict[str, str]:
+    """Column name -> V2 datatype, from a model metadata answer."""
+    return {inp["name"]: inp["datatype"] for inp in metadata.get("inputs") or []}
+
+
+def infer(
+    url: str,
+    body: Mapping[str, Any],
+    *,
+    model_name: str = MODEL_NAME,
+    session: Any = None,
+    timeout: float = 60.0,
+) -> dict:
+    """POSTs one V2 request body to ``/v2/models/<name>/infer`` and returns the JSON answer.
+
+    Raises:
+        ServerUnreachableError: Nothing answers at ``url``.
+        ServingError: The server refused the request (status and message).
+    """
+    import requests
+
+    own = session is None
+    session = session or requests.Session()
+    try:
+        response = _request(
+            session,
+            "POST",
+            f"{url.rstrip('/')}/v2/models/{model_name}/infer",
+            data=json.dumps(body, allow_nan=False),
+            headers={"Content-Type": "application/json"},
+            timeout=timeout,
+        )
+        return response.json()
+    finally:
+        if own:
+            session.close()
+
+
+def predict_frame(
+    url: str,
+    frame: pd.DataFrame,
+    *,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    model_name: str = MODEL_NAME,
+    columns: Sequence[str] | None = None,
+    datatypes: Mapping[str, str] | None = None,
+    progress: Callable[[int], Any] | None = None,
+    timeout: float = 60.0,
+) -> Prediction:
+    """Scores ``frame`` through the server in batches of ``batch_size`` rows.
+
+    Args:
+        url: Base URL of the server (``http://127.0.0.1:8080``).
+        frame: Feature rows.
+        batch_size: Rows per request.
+        model_name: Model name in the URL.
+        columns: Columns to send; default every column of ``frame``.
+        datatypes: Datatype per column (see :func:`frame_to_v2_request`).
+        progress: Called with the number of rows done after each batch.
+        timeout: Seconds per request.
+
+    Returns:
+        Probabilities for every row, plus decisions if the server sends them.
+
+    Raises:
+        ValueError: ``batch_size`` < 1 or an empty frame.
+        ServerUnreachableError: Nothing answers at ``url``.
+        ServingError: The server refused a batch.
+    """
+    import requests
+
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if len(frame) == 0:
+        raise ValueError("no rows to score")
+    probabilities: list[np.ndarray] = []
+    decisions: list[np.ndarray] = []
+    threshold = None
+    with requests.Session() as session:
+        for start in range(0, len(frame), batch_size):
+            batch = frame.iloc[start : start + batch_size]
+            body = frame_to_v2_request(batch, columns=columns, datatypes=datatypes)
+            answer = parse_v2_response(
+                infer(url, body, model_name=model_name, session=session, timeout=timeout)
+            )
+            if len(answer.probability) != len(batch):
+                raise ServingError(
+                    200, f"{len(batch)} rows sent but {len(answer.probability)} scores received"
+                )
+            probabilities.append(answer.probability)
+            if answer.decision is not None:
+                decisions.append(answer.decision)
+                threshold = answer.threshold
+            if progress is not None:
+                progress(len(batch))
+    decision = np.concatenate(decisions) if len(decisions) == len(probabilities) else None
+    return Prediction(np.concatenate(probabilities), decision, threshold)
+
+
+def predict_http(
+    url: str,
+    frame: pd.DataFrame,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    *,
+    model_name: str = MODEL_NAME,
+    columns: Sequence[str] | None = None,
+) -> np.ndarray:
+    """Returns P(churn) for every row of ``frame``, scored by the server in batches.
+
+    See :func:`predict_frame` (which also returns the decisions).
+    """
+    return predict_frame(
+        url, frame, batch_size=batch_size, model_name=model_name, columns=columns
+    ).probability
+
+
+def curl_example(url: str, example: pd.DataFrame, model_name: str = MODEL_NAME) -> str:
+    """A ready-to-paste ``curl`` command scoring ``example`` (e.g. the model's input example)."""
+    body = json.dumps(frame_to_v2_request(example), allow_nan=False)
+    return (
+        f"curl -s -X POST {url.rstrip('/')}/v2/models/{model_name}/infer \\\n"
+        f"  -H 'Content-Type: application/json' \\\n"
+        f"  -d '{body}'"
+    )
+
+
+def input_example(model_dir: str | os.PathLike[str]) -> pd.DataFrame | None:
+    """The input example stored with an MLflow model (``input_example.json``), if any."""
+    path = Path(model_dir) / "input_example.json"
+    if not path.is_file():
+        return None
+    data = json.loads(path.read_text())
+    if isinstance(data, dict) and "columns" in data and "data" in data:
+        return pd.DataFrame(data["data"], columns=data["columns"])
+    if isinstance(data, dict) and "dataframe_split" in data:
+        split = data["dataframe_split"]
+        return pd.DataFrame(split["data"], columns=split["columns"])
+    return None

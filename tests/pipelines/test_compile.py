@@ -1,0 +1,113 @@
+"""Compile checks on the generated pipeline YAML (what a cluster would run)."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+import yaml
+from kfp import components
+
+from churn_kfp.cli.compile import compile_pipelines
+from churn_kfp.core.config import TRAINING_PIPELINE
+from churn_kfp.orchestration.image import component_image
+
+LIVE_STATE_TASKS = {"generate-data", "ingest-and-validate", "register-model", "deploy-model"}
+
+
+@pytest.fixture(scope="module")
+def compiled(tmp_path_factory):
+    out = tmp_path_factory.mktemp("compiled")
+    paths = compile_pipelines(out)
+    return {p.stem: p for p in paths}
+
+
+def _spec(path):
+    """The pipeline spec: the first YAML document (the second is the Kubernetes platform)."""
+    return next(yaml.safe_load_all(path.read_text()))
+
+
+def _executors(spec):
+    return spec["deploymentSpec"]["executors"]
+
+
+def test_training_pipeline_compiles_and_loads_back(compiled):
+    path = compiled[TRAINING_PIPELINE]
+    loaded = components.load_component_from_file(str(path))
+    assert loaded.name == TRAINING_PIPELINE
+    assert "n_customers" in loaded.component_spec.inputs
+
+
+def test_every_executor_uses_the_project_image(compiled):
+    for path in compiled.values():
+        spec = _spec(path)
+        images = {e["container"]["image"] for e in _executors(spec).values()}
+        assert images == {component_image()}
+        assert not any(i.endswith(":latest") for i in images)
+
+
+def test_no_runtime_pip_install(compiled):
+    for path in compiled.values():
+        assert "pip install" not in path.read_text()
+
+
+def test_compilation_is_deterministic(compiled, tmp_path):
+    again = {p.stem: p for p in compile_pipelines(tmp_path)}
+    for name, path in compiled.items():
+        assert again[name].read_text() == path.read_text()
+
+
+def test_live_state_tasks_are_not_cached(compiled):
+    spec = _spec(compiled[TRAINING_PIPELINE])
+    tasks = spec["root"]["dag"]["tasks"]
+    for name in LIVE_STATE_TASKS:
+        assert tasks[name]["cachingOptions"] == {}, name
+
+
+def test_candidates_train_in_parallel_and_are_collected(compiled):
+    spec = _spec(compiled[TRAINING_PIPELINE])
+    loop = next(t for t in spec["root"]["dag"]["tasks"].values() if "parameterIterator" in t)
+    assert loop["iteratorPolicy"]["parallelismLimit"] == 3
+    models = spec["components"]["comp-evaluate-models"]["inputDefinitions"]["artifacts"]["models"]
+    assert models["isArtifactList"] is True
+
+
+def test_image_override_reaches_the_yaml(tmp_path):
+    env = {**os.environ, "CHURN_IMAGE": "registry.example/churn:9.9.9"}
+    subprocess.run(
+        [sys.executable, "-m", "churn_kfp.cli.main", "compile", "--out-dir", str(tmp_path)],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    spec = _spec(tmp_path / f"{TRAINING_PIPELINE}.yaml")
+    images = {e["container"]["image"] for e in _executors(spec).values()}
+    assert images == {"registry.example/churn:9.9.9"}
+
+
+def test_every_task_reads_cluster_config_from_secret_and_config_map(compiled):
+    from churn_kfp.orchestration.cluster_env import CONFIG_MAP, S3_SECRET
+
+    docs = list(yaml.safe_load_all(compiled[TRAINING_PIPELINE].read_text()))
+    pipeline_spec, platform = docs[0], docs[1]["platforms"]["kubernetes"]["deploymentSpec"]
+    executors = set(_executors(pipeline_spec))
+    configured = platform["executors"]
+    assert set(configured) == executors
+    for name, config in configured.items():
+        assert [s["secretName"] for s in config["secretAsEnv"]] == [S3_SECRET], name
+        assert [c["configMapName"] for c in config["configMapAsEnv"]] == [CONFIG_MAP], name
+    text = compiled[TRAINING_PIPELINE].read_text()
+    assert "CHANGE_ME" not in text and "secretKey: AWS_SECRET_ACCESS_KEY" in text
+
+
+def test_protocol_parameters_have_documented_defaults(compiled):
+    root = _spec(compiled[TRAINING_PIPELINE])["root"]
+    params = root["inputDefinitions"]["parameters"]
+    defaults = {name: p.get("defaultValue") for name, p in params.items()}
+    assert defaults["horizon_days"] == 30.0
+    assert defaults["n_train_cutoffs"] == 3.0
+    assert defaults["windows"] == "30,60,90"
+    assert defaults["cutoff_spacing"] == "MS"
+    task = root["dag"]["tasks"]["build-features"]
+    wired = task["inputs"]["parameters"]["cutoff_spacing"]
+    assert wired == {"componentInputParameter": "cutoff_spacing"}

@@ -1,0 +1,71 @@
+import json
+
+from churn_kfp.core.config import Settings
+from churn_kfp.runs.summary import build_training_summary, format_training_summary, publish
+
+METRICS = {"f1": 0.71234, "precision": 0.6, "recall": 0.8, "accuracy": 0.9, "roc_auc": 0.91}
+EVALUATION = {
+    "champion": "xgboost",
+    "candidates": {
+        "xgboost": {
+            "validation": METRICS,
+            "test": dict(
+                METRICS, pr_auc=0.7, lift_top_decile=2.5, capture_top_decile=0.25, base_rate=0.2
+            ),
+            "params": {"a": 1},
+        },
+        "logistic_regression": {"validation": METRICS, "test": dict(METRICS, roc_auc=0.85)},
+    },
+    "baselines": {"recency_only": {"test": {"roc_auc": 0.8, "pr_auc": 0.5}}},
+    "leakage_warning": None,
+    "train_test_gap": 0.02,
+    "data": {
+        "features": {"numeric": ["recency_days", "frequency_30d"], "categorical": []},
+        "cutoffs": {"train": ["2025-02-01", "2025-03-01"], "validation": ["2025-04-01"]},
+    },
+}
+REGISTERED = {
+    "pipeline": "churn-training",
+    "pipeline_run_id": "42",
+    "model_name": "churn-classifier",
+    "model_version": "3",
+    "champion_version": "2",
+    "promoted": False,
+    "decision_reason": "champion kept",
+}
+
+
+def test_summary_has_the_documented_fields_and_rounds():
+    summary = build_training_summary(REGISTERED, EVALUATION, elapsed_s=12.345)
+    assert summary["status"] == "succeeded"
+    assert summary["metrics"]["f1"] == 0.7123
+    assert summary["metrics"]["pr_auc"] == 0.7
+    assert summary["candidates"]["logistic_regression"]["test"]["roc_auc"] == 0.85
+    assert "params" not in summary["candidates"]["xgboost"]
+    assert summary["baselines"] == {"recency_only": {"roc_auc": 0.8, "pr_auc": 0.5}}
+    assert summary["features"]["description"] == "behaviour only"
+    assert summary["elapsed_s"] == 12.3
+
+
+def test_format_names_version_decision_and_report():
+    summary = build_training_summary(REGISTERED, EVALUATION, elapsed_s=1.0)
+    text = format_training_summary(summary)
+    assert "version 3: not promoted (champion kept)" in text
+    assert "champion is now version 2" in text
+    assert "baseline recency_only: roc_auc=0.8" in text
+    assert "top decile:    lift=2.5  capture=0.25  (base churn rate 0.2)" in text
+    assert "train=2025-02-01,2025-03-01  validation=2025-04-01" in text
+
+
+def test_publish_copies_report_and_keeps_every_run(tmp_path):
+    settings = Settings.from_env({"CHURN_HOME": str(tmp_path)})
+    report = tmp_path / "src.html"
+    report.write_text("<html>report</html>")
+    summary = build_training_summary(
+        dict(REGISTERED, report_path=str(report)), EVALUATION, elapsed_s=1.0
+    )
+    publish(summary, settings)
+    written = json.loads(settings.last_run_path.read_text())
+    assert written["report_path"] == str(settings.reports_dir / "evaluation-v3.html")
+    assert (settings.reports_dir / "evaluation-v3.html").read_text() == "<html>report</html>"
+    assert (tmp_path / "runs" / "churn-training-42.json").is_file()

@@ -1,0 +1,633 @@
+"""Serving over the V2 protocol: MLServer + our MLflow runtime, on a free loopback port.
+
+A small model of the registered model's shape (ColumnTransformer + XGBoost, logged with
+skops, ``pyfunc_predict_fn="predict_proba"``, signature, input example, ``threshold`` tag,
+``champion`` alias) is registered in a temporary SQLite MLflow registry; one server is
+started for the module and always stopped. Served probabilities are compared with
+``mlflow.pyfunc`` in this process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import requests
+
+from churn_kfp.cli import main as cli
+from churn_kfp.core.config import Settings
+from churn_kfp.serving import server as serving
+
+pytestmark = pytest.mark.serving
+
+MODEL = "churn-classifier"
+THRESHOLD = 0.35
+NUMERIC = ["recency_days", "frequency_30d", "monetary_90d", "sentiment_mean", "age"]
+CATEGORICAL = ["gender", "location", "segment"]
+FEATURES = NUMERIC + CATEGORICAL
+SKOPS_TRUSTED = [
+    "numpy.dtype",
+    "pandas._libs.missing.NAType",
+    "xgboost.core.Booster",
+    "xgboost.sklearn.XGBClassifier",
+]
+
+
+# --------------------------------------------------------------------------------------------
+# Helpers: data, model, MLflow registry
+# --------------------------------------------------------------------------------------------
+
+
+def make_features(n: int, seed: int, missing: bool = True) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame(
+        {
+            "customer_id": [f"c{seed}-{i}" for i in range(n)],
+            "cutoff": "2025-05-01",
+            "recency_days": rng.exponential(20, n),
+            "frequency_30d": rng.poisson(2, n).astype(float),
+            "monetary_90d": rng.gamma(2, 50, n),
+            "sentiment_mean": rng.normal(0, 0.5, n),
+            "age": rng.integers(18, 80, n).astype(float),
+            "gender": rng.choice(["f", "m", "x"], n).astype(object),
+            "location": rng.choice(["north", "south", "east"], n).astype(object),
+            "segment": rng.choice(["bronze", "silver", "gold"], n).astype(object),
+        }
+    )
+    if missing:
+        frame.loc[rng.random(n) < 0.1, "monetary_90d"] = np.nan
+        frame.loc[rng.random(n) < 0.1, "age"] = np.nan
+        frame.loc[rng.random(n) < 0.1, "gender"] = None
+    return frame
+
+
+def build_pipeline():
+    import xgboost
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OneHotEncoder
+
+    categorical = Pipeline(
+        [
+            (
+                "impute",
+                SimpleImputer(missing_values=pd.NA, strategy="constant", fill_value="unknown"),
+            ),
+            ("onehot", OneHotEncoder(handle_unknown="ignore", sparse_output=False)),
+        ]
+    )
+    preprocess = ColumnTransformer(
+        [
+            ("num", SimpleImputer(strategy="median", add_indicator=True), NUMERIC),
+            ("cat", categorical, CATEGORICAL),
+        ],
+        sparse_threshold=0.0,
+    )
+    model = xgboost.XGBClassifier(n_estimators=40, max_depth=3, n_jobs=2, random_state=0)
+    return Pipeline([("preprocess", preprocess), ("model", model)])
+
+
+@contextlib.contextmanager
+def mlflow_tracking(uri: str):
+    """Points MLflow's fluent API at ``uri`` and restores the previous setting afterwards."""
+    import mlflow
+    from mlflow.tracking._tracking_service import utils
+
+    old_uri, old_env = utils._tracking_uri, os.environ.get("MLFLOW_TRACKING_URI")
+    mlflow.set_tracking_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(old_uri)
+        if old_env is not None:
+            os.environ["MLFLOW_TRACKING_URI"] = old_env
+
+
+def register_model(home: Path) -> dict:
+    """Trains, logs and registers the model as version 1 with alias champion."""
+    import mlflow
+    from mlflow import MlflowClient
+    from mlflow.models import infer_signature
+
+    train = make_features(600, seed=1)
+    rng = np.random.default_rng(2)
+    y = (train["recency_days"] + rng.normal(0, 10, len(train)) > 25).astype(int)
+    pipeline = build_pipeline().fit(train[FEATURES], y)
+    tracking_uri = f"sqlite:///{home / 'mlflow.db'}"
+    with mlflow_tracking(tracking_uri):
+        experiment = mlflow.create_experiment("serving-test", (home / "mlartifacts").as_uri())
+        with mlflow.start_run(experiment_id=experiment):
+            info = mlflow.sklearn.log_model(
+                pipeline,
+                name="model",
+                signature=infer_signature(train[FEATURES], pipeline.predict_proba(train[FEATURES])),
+                input_example=train[FEATURES].head(3),
+                serialization_format="skops",
+                skops_trusted_types=SKOPS_TRUSTED,
+                pyfunc_predict_fn="predict_proba",
+                pip_requirements=["mlflow", "scikit-learn", "xgboost", "skops"],
+                metadata={"non_nullable_columns": ["recency_days"]},
+            )
+        version = mlflow.register_model(info.model_uri, MODEL, tags={"threshold": repr(THRESHOLD)})
+        client = MlflowClient()
+        client.set_registered_model_alias(MODEL, "champion", version.version)
+    env = {"CHURN_HOME": str(home), "MLFLOW_TRACKING_URI": tracking_uri}
+    return {"env": env, "settings": Settings.from_env(env), "model_uri": info.model_uri}
+
+
+# --------------------------------------------------------------------------------------------
+# Fixtures
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory):
+    return register_model(tmp_path_factory.mktemp("serving-home"))
+
+
+@pytest.fixture(scope="module")
+def served(registry):
+    return serving.resolve_model(settings=registry["settings"])
+
+
+@pytest.fixture(scope="module")
+def pyfunc(served):
+    import mlflow
+
+    return mlflow.pyfunc.load_model(str(served.model_dir))
+
+
+@pytest.fixture(scope="module")
+def server(served, tmp_path_factory):
+    with serving.serve(served, workdir=tmp_path_factory.mktemp("mlserver")) as running:
+        yield running
+    assert running.process.poll() is not None, "the server must be stopped after the module"
+
+
+@pytest.fixture(scope="module")
+def rows():
+    return make_features(300, seed=11)
+
+
+def expected_proba(pyfunc, frame: pd.DataFrame) -> np.ndarray:
+    return np.asarray(pyfunc.predict(frame[FEATURES]))[:, 1]
+
+
+def post_infer(url: str, body) -> requests.Response:
+    data = body if isinstance(body, (bytes, str)) else json.dumps(body)
+    return requests.post(
+        f"{url}/v2/models/{MODEL}/infer",
+        data=data,
+        headers={"Content-Type": "application/json"},
+        timeout=30,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Resolving the model and writing MLServer's configuration (no server)
+# --------------------------------------------------------------------------------------------
+
+
+def test_resolve_champion_and_version(registry, served):
+    assert served.version == "1"
+    assert served.alias == "champion"
+    assert served.threshold == THRESHOLD
+    assert (served.model_dir / "MLmodel").is_file()
+    by_version = serving.resolve_model("1", settings=registry["settings"])
+    assert by_version.model_dir == served.model_dir and by_version.alias is None
+    with pytest.raises(LookupError, match="version 7"):
+        serving.resolve_model("7", settings=registry["settings"])
+
+
+def test_remote_artifacts_are_downloaded_once(registry, tmp_path):
+    with mlflow_tracking(registry["env"]["MLFLOW_TRACKING_URI"]):
+        local = serving._local_model_dir(f"models:/{MODEL}/1", tmp_path / "cache")
+        again = serving._local_model_dir(f"models:/{MODEL}/1", tmp_path / "cache")
+    assert local == again == tmp_path / "cache" / "model"
+    assert (local / "MLmodel").is_file() and (local / "model.skops").is_file()
+
+
+def test_server_config(served, tmp_path):
+    folder = serving.write_server_config(served, tmp_path, http_port=1234, grpc_port=1235)
+    settings = json.loads((folder / "settings.json").read_text())
+    assert settings["host"] == "127.0.0.1"
+    assert settings["debug"] is False and settings["parallel_workers"] == 0
+    assert settings["metrics_endpoint"] is None
+    model_settings = json.loads((folder / MODEL / "model-settings.json").read_text())
+    assert model_settings["implementation"] == serving.VALIDATING_RUNTIME
+    assert model_settings["parameters"]["uri"] == str(served.model_dir)
+    assert model_settings["parameters"]["version"] == "1"
+    assert model_settings["parameters"]["extra"] == {"threshold": THRESHOLD}
+
+
+def test_frame_to_v2_request_types_and_missing_values():
+    frame = pd.DataFrame(
+        {"x": [1.5, np.nan], "n": [1, 2], "s": ["a", None], "b": [True, False]},
+    )
+    body = frame_body = serving.frame_to_v2_request(frame)
+    assert body["parameters"] == {"content_type": "pd"}
+    inputs = {i["name"]: i for i in frame_body["inputs"]}
+    assert inputs["x"] == {"name": "x", "shape": [2, 1], "datatype": "FP64", "data": [1.5, None]}
+    assert inputs["n"]["datatype"] == "INT64" and inputs["n"]["data"] == [1, 2]
+    assert inputs["s"]["datatype"] == "BYTES" and inputs["s"]["data"] == ["a", None]
+    assert inputs["b"]["datatype"] == "BOOL"
+    forced = serving.frame_to_v2_request(frame, columns=["n"], datatypes={"n": "FP64"})
+    assert forced["inputs"] == [
+        {"name": "n", "shape": [2, 1], "datatype": "FP64", "data": [1.0, 2.0]}
+    ]
+    json.dumps(body, allow_nan=False)  # valid JSON: no NaN tokens
+
+
+def test_parse_v2_response_of_both_runtimes():
+    ours = {
+        "outputs": [
+            {"name": "churn_probability", "shape": [2], "datatype": "FP64", "data": [0.2, 0.7]},
+            {
+                "name": "churn",
+                "shape": [2],
+                "datatype": "BOOL",
+                "data": [False, True],
+                "parameters": {"threshold": 0.5},
+            },
+        ]
+    }
+    parsed = serving.parse_v2_response(ours)
+    assert parsed.probability.tolist() == [0.2, 0.7]
+    assert parsed.decision.tolist() == [False, True] and parsed.threshold == 0.5
+    stock = {"outputs": [{"name": "output-1", "shape": [2, 2], "data": [0.8, 0.2, 0.3, 0.7]}]}
+    parsed = serving.parse_v2_response(stock)
+    assert parsed.probability.tolist() == [0.2, 0.7] and parsed.decision is None
+
+
+def test_decode_inputs_in_process():
+    from mlserver.types import RequestInput
+
+    from churn_kfp.serving.runtime import ColumnSpec, InvalidInputError, decode_inputs
+
+    specs = [ColumnSpec("x", "double"), ColumnSpec("s", "string"), ColumnSpec("k", "long")]
+
+    def inp(name, datatype, data, shape=None):
+        return RequestInput(name=name, datatype=datatype, shape=shape or [len(data), 1], data=data)
+
+    frame = decode_inputs(
+        [
+            inp("x", "INT64", [[1], [None]]),
+            inp("s", "BYTES", ["a", None]),
+            inp("k", "INT64", [3, 4]),
+        ],
+        specs,
+    )
+    assert frame["x"].dtype == np.float64 and np.isnan(frame["x"][1])
+    assert frame["s"].tolist() == ["a", None] and frame["k"].dtype == np.int64
+    cases = {
+        "column 'x': expected numbers": [inp("x", "FP64", [True, 1.0])],
+        "column 'x': infinite values": [inp("x", "FP64", [float("inf"), 1.0])],
+        "column 'x': shape [3, 1] but 2 value(s)": [inp("x", "FP64", [1.0, 2.0], [3, 1])],
+        "column 'k': null/NaN values are not allowed": [inp("k", "INT64", [None, 1])],
+        "column 'k': expected datatype INT64": [inp("k", "FP64", [1.5, 2.0])],
+        "column 's': expected strings": [inp("s", "BYTES", [1, "b"])],
+        "duplicate input(s) ['s']": [inp("s", "BYTES", ["a", "b"])],
+    }
+    for expected, override in cases.items():
+        base = {
+            "x": inp("x", "FP64", [1.0, 2.0]),
+            "s": inp("s", "BYTES", ["a", "b"]),
+            "k": inp("k", "INT64", [1, 2]),
+        }
+        inputs = list(base.values())
+        for item in override:
+            if expected.startswith("duplicate"):
+                inputs.append(item)
+            else:
+                inputs[[i.name for i in inputs].index(item.name)] = item
+        with pytest.raises(InvalidInputError, match=re.escape(expected)) as info:
+            decode_inputs(inputs, specs, "m")
+        assert info.value.status_code == 422
+
+
+# --------------------------------------------------------------------------------------------
+# The running server
+# --------------------------------------------------------------------------------------------
+
+
+def test_health_and_metadata(server, served):
+    assert requests.get(f"{server.url}/v2/health/live", timeout=5).status_code == 200
+    assert requests.get(f"{server.url}/v2/health/ready", timeout=5).status_code == 200
+    assert requests.get(f"{server.url}/v2/models/{MODEL}/ready", timeout=5).status_code == 200
+    meta = requests.get(f"{server.url}/v2/models/{MODEL}", timeout=5).json()
+    assert meta["name"] == MODEL and meta["versions"] == ["1"]
+    assert [(i["name"], i["datatype"]) for i in meta["inputs"]] == [
+        (name, "FP64") for name in NUMERIC
+    ] + [(name, "BYTES") for name in CATEGORICAL]
+    nullable = {i["name"]: i["parameters"]["nullable"] for i in meta["inputs"]}
+    assert nullable["recency_days"] is False and nullable["age"] is True
+    assert [(o["name"], o["datatype"]) for o in meta["outputs"]] == [
+        ("churn_probability", "FP64"),
+        ("churn", "BOOL"),
+    ]
+    assert meta["parameters"]["threshold"] == THRESHOLD
+
+
+def test_server_listens_on_loopback_only(server):
+    import psutil
+
+    listening = [
+        conn.laddr
+        for conn in psutil.Process(server.process.pid).net_connections(kind="inet")
+        if conn.status == psutil.CONN_LISTEN
+    ]
+    assert listening, "no listening sockets found"
+    for addr in listening:  # REST on 127.0.0.1; gRPC shows up as ::ffff:127.0.0.1
+        ip = ipaddress.ip_address(addr.ip)
+        assert (getattr(ip, "ipv4_mapped", None) or ip).is_loopback, listening
+    assert int(server.url.rsplit(":", 1)[1]) in {addr.port for addr in listening}
+
+
+def test_plain_http_matches_pyfunc(server, pyfunc, rows):
+    assert rows[FEATURES].isna().any().any(), "the rows should exercise missing values"
+    response = post_infer(server.url, serving.frame_to_v2_request(rows[FEATURES]))
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["model_name"] == MODEL and body["model_version"] == "1"
+    outputs = {o["name"]: o for o in body["outputs"]}
+    probability = np.asarray(outputs["churn_probability"]["data"])
+    assert outputs["churn_probability"]["shape"] == [len(rows)]
+    np.testing.assert_allclose(probability, expected_proba(pyfunc, rows), rtol=0, atol=1e-6)
+    assert outputs["churn"]["parameters"]["threshold"] == THRESHOLD
+    assert outputs["churn"]["data"] == (probability >= THRESHOLD).tolist()
+    # The client helper batches and gives the same answer.
+    batched = serving.predict_http(server.url, rows[FEATURES], batch_size=64)
+    np.testing.assert_array_equal(batched, probability)
+
+
+def test_concurrent_clients_get_their_own_answers(server, pyfunc):
+    from concurrent.futures import ThreadPoolExecutor
+
+    frames = [make_features(20 + i, seed=100 + i) for i in range(8)]
+
+    def score(frame):
+        return serving.predict_http(server.url, frame[FEATURES])
+
+    for _ in range(3):
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            answers = list(pool.map(score, frames))
+        for frame, answer in zip(frames, answers, strict=True):
+            np.testing.assert_allclose(answer, expected_proba(pyfunc, frame), rtol=0, atol=1e-6)
+
+
+def test_tritonclient_matches_pyfunc(server, pyfunc):
+    import tritonclient.http as httpclient
+    from tritonclient.utils import InferenceServerException
+
+    # tritonclient's JSON encoding cannot send nulls (None becomes "None", NaN is not JSON):
+    # complete rows only; missing values are covered by the plain HTTP test.
+    frame = make_features(50, seed=21, missing=False)
+    client = httpclient.InferenceServerClient(url=server.url.removeprefix("http://"))
+    try:
+        assert client.is_server_ready() and client.is_model_ready(MODEL)
+        metadata = client.get_model_metadata(MODEL)
+        assert [i["name"] for i in metadata["inputs"]] == FEATURES
+
+        def inputs_for(columns):
+            inputs = []
+            for name in columns:
+                numeric = name in NUMERIC
+                values = frame[name].to_numpy(dtype=np.float64 if numeric else object)
+                item = httpclient.InferInput(name, [len(frame), 1], "FP64" if numeric else "BYTES")
+                item.set_data_from_numpy(values.reshape(-1, 1), binary_data=False)
+                inputs.append(item)
+            return inputs
+
+        outputs = [
+            httpclient.InferRequestedOutput("churn_probability", binary_data=False),
+            httpclient.InferRequestedOutput("churn", binary_data=False),
+        ]
+        result = client.infer(MODEL, inputs_for(FEATURES), outputs=outputs)
+        probability = result.as_numpy("churn_probability")
+        np.testing.assert_allclose(probability, expected_proba(pyfunc, frame), rtol=0, atol=1e-6)
+        np.testing.assert_array_equal(result.as_numpy("churn"), probability >= THRESHOLD)
+
+        with pytest.raises(InferenceServerException) as info:
+            client.infer(MODEL, inputs_for([c for c in FEATURES if c != "segment"]))
+        assert info.value.status() == "422" and "segment" in info.value.message()
+    finally:
+        client.close()
+
+
+def _body(frame: pd.DataFrame) -> dict:
+    return serving.frame_to_v2_request(frame[FEATURES])
+
+
+def _with_input(frame: pd.DataFrame, name: str, **changes) -> dict:
+    body = _body(frame)
+    for item in body["inputs"]:
+        if item["name"] == name:
+            item.update(changes)
+    return body
+
+
+def _bad_requests(frame: pd.DataFrame) -> dict[str, tuple[object, list[str]]]:
+    two = frame.head(2)
+    missing = _body(two)
+    missing["inputs"] = [i for i in missing["inputs"] if i["name"] != "age"]
+    extra = _body(two)
+    extra["inputs"].append(
+        {"name": "colour", "shape": [2, 1], "datatype": "BYTES", "data": ["a", "b"]}
+    )
+    return {
+        "missing column": (missing, ["missing column(s) ['age']"]),
+        "extra column": (extra, ["unexpected column(s) ['colour']"]),
+        "string datatype for a number": (
+            _with_input(two, "age", datatype="BYTES", data=["40", "50"]),
+            ["column 'age'", "expected datatype FP64", "got BYTES"],
+        ),
+        "number datatype for a string": (
+            _with_input(two, "gender", datatype="FP64", data=[1.0, 2.0]),
+            ["column 'gender'", "expected datatype BYTES"],
+        ),
+        "strings in a number column": (
+            _with_input(two, "monetary_90d", data=["ten", 3.0]),
+            ["column 'monetary_90d'", "expected numbers", "'ten'"],
+        ),
+        "empty batch": (_body(frame.head(0)), ["empty batch"]),
+        "null where not allowed": (
+            _with_input(two, "recency_days", data=[None, 3.0]),
+            ["column 'recency_days'", "null/NaN values are not allowed", "[0]"],
+        ),
+        "rows of unequal length": (
+            _with_input(two, "segment", shape=[1, 1], data=["gold"]),
+            ["different numbers of rows", "'segment': 1"],
+        ),
+        "shape disagrees with data": (
+            _with_input(two, "segment", shape=[3, 1]),
+            ["column 'segment'", "shape [3, 1] but 2 value(s)"],
+        ),
+    }
+
+
+@pytest.mark.parametrize("case", list(_bad_requests(make_features(3, seed=0))))
+def test_bad_input_gets_422_naming_the_field(server, pyfunc, rows, case):
+    body, fragments = _bad_requests(rows)[case]
+    response = post_infer(server.url, body)
+    assert response.status_code == 422, response.text
+    message = response.json()["error"]
+    for fragment in fragments:
+        assert fragment in message, message
+    # ...and the server keeps serving.
+    good = post_infer(server.url, _body(rows.head(5)))
+    assert good.status_code == 200, good.text
+    served = np.asarray(good.json()["outputs"][0]["data"])
+    np.testing.assert_allclose(served, expected_proba(pyfunc, rows.head(5)), atol=1e-6)
+
+
+def test_non_json_numbers_are_rejected(server, rows):
+    text = json.dumps(_body(rows.head(2)))
+    text = text.replace('"data": [', '"data": [NaN, ', 1)  # NaN is not JSON
+    response = post_infer(server.url, text)
+    assert 400 <= response.status_code < 500
+    assert post_infer(server.url, _body(rows.head(2))).status_code == 200
+
+
+def test_predict_cli_end_to_end(server, pyfunc, rows, tmp_path, capsys):
+    features = tmp_path / "features.csv"
+    table = rows.assign(churn=0)  # a label column in the file is not sent
+    table.to_csv(features, index=False)
+    out = tmp_path / "predictions.csv"
+    code = cli.main(
+        ["predict", str(features), "--url", server.url, "--out", str(out), "--batch-size", "64"]
+    )
+    assert code == 0
+    result = pd.read_csv(out)
+    assert list(result.columns) == ["customer_id", "cutoff", "churn_probability", "churn"]
+    assert result["customer_id"].tolist() == rows["customer_id"].tolist()
+    expected = expected_proba(pyfunc, rows)
+    np.testing.assert_allclose(result["churn_probability"], expected, rtol=0, atol=1e-6)
+    assert (
+        result["churn"].tolist() == (result["churn_probability"] >= THRESHOLD).astype(int).tolist()
+    )
+    assert f"wrote {len(rows)} predictions" in capsys.readouterr().out
+
+    parquet = tmp_path / "features.parquet"
+    rows.to_parquet(parquet)
+    code = cli.main(
+        ["predict", str(parquet), "--url", server.url, "--out", str(tmp_path / "p.parquet"), "-q"]
+    )
+    assert code == 0
+    assert len(pd.read_parquet(tmp_path / "p.parquet")) == len(rows)
+
+
+def test_predict_cli_errors(server, rows, tmp_path, capsys):
+    features = tmp_path / "features.csv"
+    rows.drop(columns=["age"]).to_csv(features, index=False)
+    out = str(tmp_path / "x.csv")
+    assert cli.main(["predict", str(features), "--url", server.url, "--out", out]) == 1
+    assert "['age']" in capsys.readouterr().err
+    rows.to_csv(features, index=False)
+    dead = f"http://127.0.0.1:{serving.free_port()}"
+    assert cli.main(["predict", str(features), "--url", dead, "--out", out, "-q"]) == 1
+    err = capsys.readouterr().err
+    assert "cannot reach the model server" in err and "churn serve" in err
+    assert not (tmp_path / "x.csv").exists()
+
+
+def test_serve_cli_prints_a_working_curl_and_stops_on_ctrl_c(registry, tmp_path):
+    port = serving.free_port()
+    env = {**os.environ, **registry["env"], "MODEL_VERSION": "1", "PYTHONUNBUFFERED": "1"}
+    command = [sys.executable, "-m", "churn_kfp.cli.main", "serve", "--port", str(port)]
+    log = tmp_path / "serve.out"
+    with open(log, "w") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
+    try:
+        deadline = time.monotonic() + 150
+        while "press Ctrl-C" not in log.read_text():
+            assert process.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.5)
+        text = log.read_text()
+        assert f"http://127.0.0.1:{port}" in text and "version 1" in text
+        body = re.search(r"-d '(.*)'", text).group(1)
+        response = post_infer(f"http://127.0.0.1:{port}", body)
+        assert response.status_code == 200
+        assert response.json()["outputs"][0]["name"] == "churn_probability"
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=60) == 0, log.read_text()
+        assert "stopped" in log.read_text()
+        with pytest.raises(requests.ConnectionError):  # the MLServer child is gone
+            requests.get(f"http://127.0.0.1:{port}/v2/health/live", timeout=5)
+        assert not serving.port_in_use(port)
+    finally:
+        _stop_cli(process)
+
+
+def _stop_cli(process: subprocess.Popen) -> None:
+    """Stops `churn serve` and, should it fail to, its MLServer child (its own session)."""
+    import psutil
+
+    if process.poll() is not None:
+        return
+    children = psutil.Process(process.pid).children(recursive=True)
+    process.terminate()  # the command stops its child on SIGTERM too
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+    for child in children:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            child.kill()
+
+
+def test_kserve_style_environment_configuration(served, pyfunc, rows, tmp_path):
+    """KServe's kserve-mlserver runtime configures MLServer through environment variables only.
+
+    It sets MLSERVER_MODEL_IMPLEMENTATION from the InferenceService label ``modelClass``, the
+    model name to the InferenceService name and the URI to the downloaded ``storageUri``.
+    """
+    http_port, grpc_port = serving.free_port(), serving.free_port()
+    env = {
+        **os.environ,
+        "MLSERVER_MODEL_IMPLEMENTATION": serving.VALIDATING_RUNTIME,
+        "MLSERVER_MODEL_NAME": "churn-isvc",
+        "MLSERVER_MODEL_URI": str(served.model_dir),
+        "MLSERVER_MODEL_EXTRA": json.dumps({"threshold": 0.3}),
+        "MLSERVER_HOST": "127.0.0.1",
+        "MLSERVER_HTTP_PORT": str(http_port),
+        "MLSERVER_GRPC_PORT": str(grpc_port),
+        "MLSERVER_METRICS_ENDPOINT": "",
+        "MLSERVER_PARALLEL_WORKERS": "0",
+        "MLSERVER_DEBUG": "false",
+    }
+    url = f"http://127.0.0.1:{http_port}"
+    with open(tmp_path / "mlserver.log", "w") as log:
+        process = subprocess.Popen(
+            serving.mlserver_command(tmp_path),
+            cwd=tmp_path,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        serving.wait_until_ready(url, "churn-isvc", timeout=150, process=process)
+        meta = requests.get(f"{url}/v2/models/churn-isvc", timeout=5).json()
+        assert meta["parameters"]["threshold"] == 0.3
+        answer = serving.predict_frame(url, rows[FEATURES], model_name="churn-isvc")
+        np.testing.assert_allclose(answer.probability, expected_proba(pyfunc, rows), atol=1e-6)
+        assert answer.threshold == 0.3
+        np.testing.assert_array_equal(answer.decision, answer.probability >= 0.3)
+        bad = requests.post(f"{url}/v2/models/churn-isvc/infer", json={"inputs": []}, timeout=10)
+        assert bad.status_code == 422 and "missing column(s)" in bad.json()["error"]
+    finally:
+        serving.stop_process(process)
