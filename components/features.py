@@ -42,12 +42,13 @@ def build_features(
     import pandas as pd
 
     from churn_kfp.learn import features as feats
+    from churn_kfp.learn.plan import parse_spacing, plan_cutoffs
 
     tx = pd.read_parquet(transactions.path)
     cust = pd.read_parquet(customers.path)
     fb = pd.read_parquet(scored_feedback.path)
-    spacing, spacing_days = feats.parse_spacing(cutoff_spacing)
-    plan = feats.plan_cutoffs(
+    spacing, spacing_days = parse_spacing(cutoff_spacing)
+    plan = plan_cutoffs(
         tx["timestamp"].min(),
         tx["timestamp"].max(),
         horizon_days=horizon_days,

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from churn_kfp.core import columns
-from churn_kfp.learn.features import build_feature_table, build_features, plan_cutoffs
+from churn_kfp.learn.features import build_feature_table, build_features
 from churn_kfp.learn.labels import (
     ImmatureLabelError,
     LabelQualityError,
@@ -15,6 +15,7 @@ from churn_kfp.learn.labels import (
     label_churn,
     label_report,
 )
+from churn_kfp.learn.plan import plan_cutoffs
 
 T = pd.Timestamp
 CUTOFF = T("2024-04-01")

@@ -1,8 +1,11 @@
 """Evaluation of trained candidates against baselines on a time-based test split.
 
-Pure functions (pandas/numpy in, dicts out). :func:`evaluate_candidates` returns an
+:func:`evaluate_candidates` picks the champion on validation, scores every candidate and the
+baselines (recency only, logistic regression) on test with :mod:`churn_kfp.learn.metrics`, and
+diagnoses the champion (importances, curves, calibration, split checks). It returns an
 :class:`Evaluation` whose :meth:`Evaluation.to_dict` is what the evaluation component writes as
-JSON and what :func:`churn_kfp.learn.report.render_report` draws.
+JSON and what :func:`churn_kfp.learn.report.render_report` draws. Nothing is read from or
+written to disk here.
 """
 
 from __future__ import annotations
@@ -16,26 +19,36 @@ import numpy as np
 import pandas as pd
 from sklearn.calibration import calibration_curve
 from sklearn.inspection import permutation_importance
-from sklearn.metrics import (
-    accuracy_score,
-    average_precision_score,
-    f1_score,
-    precision_recall_curve,
-    precision_score,
-    recall_score,
-    roc_auc_score,
-    roc_curve,
-)
 
 from churn_kfp.core import columns
+from churn_kfp.core.jsonable import jsonable
+from churn_kfp.learn.metrics import (
+    classification_metrics,
+    confusion,
+    pr_curve_points,
+    roc_curve_points,
+)
 from churn_kfp.learn.training import (
     SELECTION_METRIC,
     TrainedCandidate,
-    _jsonable,
     fit_candidate,
     split_frames,
     tune_threshold,
 )
+
+__all__ = [
+    "LEAKAGE_AUC",
+    "LR_BASELINE",
+    "PROTOCOL",
+    "RECENCY_BASELINE",
+    "RECENCY_COLUMN",
+    "Evaluation",
+    "check_split",
+    "evaluate_candidates",
+    "model_importance",
+    "permutation_rows",
+    "recency_baseline_scores",
+]
 
 LEAKAGE_AUC = 0.97
 """A test ROC AUC above this is more likely leakage than skill for churn (see the protocol)."""
@@ -43,7 +56,6 @@ LEAKAGE_AUC = 0.97
 RECENCY_COLUMN = "recency_days"
 RECENCY_BASELINE = "recency_only"
 LR_BASELINE = "logistic_regression"
-TOP_FRACTION = 0.1
 
 PROTOCOL = f"""\
 Evaluation protocol.
@@ -119,107 +131,7 @@ class Evaluation:
 
     def to_dict(self) -> dict[str, Any]:
         """Returns a JSON-serialisable dict (non-finite floats become None)."""
-        return _jsonable(asdict(self))
-
-
-def safe_roc_auc(
-    y: Sequence[int] | np.ndarray, proba: Sequence[float] | np.ndarray
-) -> float | None:
-    """ROC AUC, or None when ``y`` holds a single class."""
-    y_arr = np.asarray(y).astype(int)
-    if y_arr.size == 0 or len(np.unique(y_arr)) < 2:
-        return None
-    return float(roc_auc_score(y_arr, np.asarray(proba, dtype=float)))
-
-
-def safe_average_precision(
-    y: Sequence[int] | np.ndarray, proba: Sequence[float] | np.ndarray
-) -> float | None:
-    """Average precision (PR AUC), or None when ``y`` holds a single class."""
-    y_arr = np.asarray(y).astype(int)
-    if y_arr.size == 0 or len(np.unique(y_arr)) < 2:
-        return None
-    return float(average_precision_score(y_arr, np.asarray(proba, dtype=float)))
-
-
-def lift_capture(
-    y: Sequence[int] | np.ndarray, proba: Sequence[float] | np.ndarray, fraction: float = 0.1
-) -> tuple[float | None, float | None]:
-    """Lift and capture rate of the top ``fraction`` of scores.
-
-    The top group holds ``max(1, ceil(fraction * n))`` rows, highest scores first (ties keep
-    input order). Lift = churn rate in the group / overall churn rate; capture = churners in
-    the group / all churners.
-
-    Returns:
-        ``(lift, capture)``; both None when there are no positives.
-    """
-    y_arr = np.asarray(y).astype(int)
-    p_arr = np.asarray(proba, dtype=float)
-    positives = int(y_arr.sum())
-    if y_arr.size == 0 or positives == 0:
-        return None, None
-    k = max(1, math.ceil(fraction * y_arr.size))
-    top = np.argsort(-p_arr, kind="stable")[:k]
-    hits = int(y_arr[top].sum())
-    base_rate = positives / y_arr.size
-    return float((hits / k) / base_rate), float(hits / positives)
-
-
-def classification_metrics(
-    y_true: Sequence[int] | np.ndarray,
-    proba: Sequence[float] | np.ndarray,
-    threshold: float,
-) -> dict[str, Any]:
-    """Threshold and ranking metrics of churn scores.
-
-    Args:
-        y_true: True labels (0/1).
-        proba: Scores, higher meaning more likely to churn.
-        threshold: Predict churn when ``proba >= threshold``.
-
-    Returns:
-        ``f1``, ``precision``, ``recall``, ``accuracy`` (at the threshold; 0 when undefined),
-        ``roc_auc``, ``pr_auc`` (average precision; None for a single class),
-        ``base_rate``, ``lift_top_decile``, ``capture_top_decile`` (None without positives),
-        ``n``, ``positives``, ``threshold``.
-    """
-    y_arr = np.asarray(y_true).astype(int)
-    p_arr = np.asarray(proba, dtype=float)
-    if y_arr.shape != p_arr.shape:
-        raise ValueError(f"y_true and proba differ in shape: {y_arr.shape} vs {p_arr.shape}")
-    n = int(y_arr.size)
-    positives = int(y_arr.sum())
-    out: dict[str, Any] = {
-        "f1": None,
-        "precision": None,
-        "recall": None,
-        "accuracy": None,
-        "roc_auc": None,
-        "pr_auc": None,
-        "base_rate": None,
-        "lift_top_decile": None,
-        "capture_top_decile": None,
-        "n": n,
-        "positives": positives,
-        "threshold": float(threshold),
-    }
-    if n == 0:
-        return out
-    pred = (p_arr >= threshold).astype(int)
-    lift, capture = lift_capture(y_arr, p_arr, TOP_FRACTION)
-    out.update(
-        f1=float(f1_score(y_arr, pred, labels=[0, 1], zero_division=0)),
-        precision=float(precision_score(y_arr, pred, labels=[0, 1], zero_division=0)),
-        recall=float(recall_score(y_arr, pred, labels=[0, 1], zero_division=0)),
-        accuracy=float(accuracy_score(y_arr, pred)),
-        roc_auc=safe_roc_auc(y_arr, p_arr),
-        pr_auc=safe_average_precision(y_arr, p_arr),
-        base_rate=positives / n,
-        lift_top_decile=lift,
-        capture_top_decile=capture,
-    )
-    return out
+        return jsonable(asdict(self))
 
 
 def recency_baseline_scores(frame: pd.DataFrame) -> np.ndarray:
@@ -242,62 +154,6 @@ def recency_baseline_scores(frame: pd.DataFrame) -> np.ndarray:
     scores = days / (days + 30.0)
     scores[~np.isfinite(scores)] = 1.0
     return scores
-
-
-def confusion(y: Sequence[int] | np.ndarray, pred: Sequence[int] | np.ndarray) -> list[list[int]]:
-    """Returns ``[[tn, fp], [fn, tp]]`` (rows: true 0/1, columns: predicted 0/1)."""
-    y_arr = np.asarray(y).astype(int)
-    p_arr = np.asarray(pred).astype(int)
-    return [
-        [int(((y_arr == t) & (p_arr == p)).sum()) for p in (0, 1)]
-        for t in (0, 1)  # true class
-    ]
-
-
-def _downsample(n: int, max_points: int) -> np.ndarray:
-    if n <= max_points:
-        return np.arange(n)
-    return np.unique(np.linspace(0, n - 1, max(2, max_points)).round().astype(int))
-
-
-def roc_curve_points(
-    y: Sequence[int] | np.ndarray, proba: Sequence[float] | np.ndarray, max_points: int = 100
-) -> tuple[list[float], list[float], list[float]]:
-    """ROC curve as at most ``max_points`` points with finite thresholds.
-
-    scikit-learn's first threshold is ``inf``; it is replaced by a finite value above every
-    score (1.0 for probabilities), as KFP's ``ClassificationMetrics.log_roc_curve`` needs.
-    The first and last points are always kept.
-
-    Returns:
-        ``(fpr, tpr, thresholds)`` as lists; all empty when ``y`` holds a single class.
-    """
-    y_arr = np.asarray(y).astype(int)
-    p_arr = np.asarray(proba, dtype=float)
-    if y_arr.size == 0 or len(np.unique(y_arr)) < 2:
-        return [], [], []
-    fpr, tpr, thresholds = roc_curve(y_arr, p_arr)
-    top = float(np.max(p_arr))
-    above = 1.0 if top < 1.0 else float(np.nextafter(top, np.inf))
-    thresholds = np.where(np.isfinite(thresholds), thresholds, above)
-    keep = _downsample(len(fpr), max_points)
-    return (
-        [float(v) for v in fpr[keep]],
-        [float(v) for v in tpr[keep]],
-        [float(v) for v in thresholds[keep]],
-    )
-
-
-def pr_curve_points(
-    y: Sequence[int] | np.ndarray, proba: Sequence[float] | np.ndarray, max_points: int = 100
-) -> tuple[list[float], list[float]]:
-    """Precision-recall curve as at most ``max_points`` points; empty for a single class."""
-    y_arr = np.asarray(y).astype(int)
-    if y_arr.size == 0 or len(np.unique(y_arr)) < 2:
-        return [], []
-    precision, recall, _ = precision_recall_curve(y_arr, np.asarray(proba, dtype=float))
-    keep = _downsample(len(precision), max_points)
-    return [float(v) for v in precision[keep]], [float(v) for v in recall[keep]]
 
 
 def model_importance(candidate: TrainedCandidate, top: int = 30) -> tuple[list[dict], str]:

@@ -1,4 +1,4 @@
-"""Point-in-time customer features and the cutoff plan of an honest train/validation/test split.
+"""Point-in-time customer features at every cutoff of a plan (see :mod:`churn_kfp.learn.plan`).
 
 Every feature of a customer *as of a cutoff* uses only rows whose timestamp is strictly before
 the cutoff; nothing at or after it is read. A customer appears in the table of a cutoff when
@@ -32,9 +32,8 @@ amount or quantity counts as 0 in the sums. Numeric features are ``float64`` (``
 undefined: no purchase in a window for the average basket, a single purchase for the mean gap,
 fewer than three purchase days for ``purchase_gap_cv``, no feedback for the sentiment
 features, an unknown or future signup date); categorical ones are ``object`` (``str`` or
-``NaN``). The
-customers table has no history, so its values are taken as they are (a signup date at or after
-the cutoff is treated as unknown).
+``NaN``). The customers table has no history, so its values are taken as they are (a signup
+date at or after the cutoff is treated as unknown).
 
 Performance: transactions are encoded once (:class:`TransactionIndex`: integer customer codes,
 ``int64`` nanosecond times); each cutoff then costs a handful of ``np.bincount`` passes over
@@ -43,7 +42,6 @@ Performance: transactions are encoded once (:class:`TransactionIndex`: integer c
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -52,6 +50,28 @@ import numpy as np
 import pandas as pd
 
 from churn_kfp.core import columns
+from churn_kfp.core.dates import to_timestamp
+from churn_kfp.learn.plan import CutoffPlan
+
+__all__ = [
+    "ACTIVE_PERIOD_DAYS",
+    "BEHAVIOUR",
+    "DAY_NS",
+    "DECAY_HALF_LIVES",
+    "DEMOGRAPHICS",
+    "DEMOGRAPHIC_CATEGORICALS",
+    "FEATURE_GROUPS",
+    "NEGATIVE_SENTIMENT",
+    "QUANTITY",
+    "SENTIMENT",
+    "TransactionIndex",
+    "build_feature_table",
+    "build_features",
+    "describe_feature_groups",
+    "feature_group_of",
+    "feature_groups_used",
+    "index_transactions",
+]
 
 DAY_NS = 86_400 * 10**9
 """Nanoseconds per day."""
@@ -77,288 +97,6 @@ _DEMOGRAPHIC_NAMES = ("customer_age_days", "age", *DEMOGRAPHIC_CATEGORICALS)
 
 _INT64_MIN = np.iinfo(np.int64).min
 _INT64_MAX = np.iinfo(np.int64).max
-
-
-class InsufficientHistoryError(ValueError):
-    """The data do not span enough time for the requested cutoffs and horizon."""
-
-
-# --------------------------------------------------------------------------------------
-# Cutoff plan
-# --------------------------------------------------------------------------------------
-
-
-def _timestamp(value: Any) -> pd.Timestamp:
-    """Returns a naive (UTC) nanosecond ``pd.Timestamp``."""
-    ts = pd.Timestamp(value)
-    if ts is pd.NaT or pd.isna(ts):
-        raise ValueError(f"not a valid timestamp: {value!r}")
-    if ts.tzinfo is not None:
-        ts = ts.tz_convert("UTC").tz_localize(None)
-    return ts.as_unit("ns")
-
-
-def _iso(ts: pd.Timestamp) -> str:
-    """ISO date (``YYYY-MM-DD``) for midnight, full ISO timestamp otherwise."""
-    return ts.date().isoformat() if ts == ts.normalize() else ts.isoformat()
-
-
-@dataclass(frozen=True)
-class CutoffPlan:
-    """The cutoffs of a forward-looking train/validation/test split.
-
-    Attributes:
-        train: Training cutoffs, oldest first (the validation cutoff is not among them).
-        validation: The validation cutoff (later than every training cutoff).
-        test: The test cutoff; every other cutoff's label window ends by it.
-        horizon_days: Length of the label window after each cutoff.
-    """
-
-    train: list[pd.Timestamp]
-    validation: pd.Timestamp
-    test: pd.Timestamp
-    horizon_days: int
-
-    def all_cutoffs(self) -> list[pd.Timestamp]:
-        """Returns every cutoff, oldest first (training, validation, test)."""
-        return [*self.train, self.validation, self.test]
-
-    def split_of(self, cutoff: Any) -> str:
-        """Returns the split (``columns.TRAIN``/``VALIDATION``/``TEST``) a cutoff belongs to.
-
-        Args:
-            cutoff: One of the plan's cutoffs (anything ``pd.Timestamp`` accepts).
-
-        Raises:
-            ValueError: The cutoff is not in the plan.
-        """
-        ts = _timestamp(cutoff)
-        if ts == self.test:
-            return columns.TEST
-        if ts == self.validation:
-            return columns.VALIDATION
-        if ts in self.train:
-            return columns.TRAIN
-        raise ValueError(
-            f"cutoff {_iso(ts)} is not in the plan "
-            f"(cutoffs: {', '.join(_iso(c) for c in self.all_cutoffs())})"
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        """Returns a JSON-ready dict (ISO dates) that :meth:`from_dict` reads back."""
-        return {
-            "train": [_iso(c) for c in self.train],
-            "validation": _iso(self.validation),
-            "test": _iso(self.test),
-            "horizon_days": int(self.horizon_days),
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> CutoffPlan:
-        """Reads a plan written by :meth:`to_dict`."""
-        return cls(
-            train=[_timestamp(c) for c in data["train"]],
-            validation=_timestamp(data["validation"]),
-            test=_timestamp(data["test"]),
-            horizon_days=int(data["horizon_days"]),
-        )
-
-
-DEFAULT_SPACING = "MS"
-"""Cutoffs on month starts unless told otherwise."""
-
-_DAYS_SPACING = re.compile(r"^\s*(\d+)\s*d(ays?)?\s*$", re.IGNORECASE)
-
-
-def parse_spacing(spacing: str) -> tuple[str, int | None]:
-    """Reads a cutoff spacing as given on the command line or as a pipeline parameter.
-
-    Args:
-        spacing: A pandas frequency alias for a calendar grid (``"MS"`` month starts,
-            ``"W-MON"`` Mondays, ``"QS"`` quarter starts) or a number of days
-            (``"14d"``: every 14 days going back from the test cutoff). Empty means
-            :data:`DEFAULT_SPACING`.
-
-    Returns:
-        ``(spacing, spacing_days)`` as :func:`plan_cutoffs` takes them.
-
-    Raises:
-        ValueError: Neither a frequency pandas knows nor a positive number of days.
-    """
-    text = (spacing or DEFAULT_SPACING).strip()
-    days = _DAYS_SPACING.match(text)
-    if days:
-        if int(days.group(1)) >= 1:
-            return DEFAULT_SPACING, int(days.group(1))
-    elif _is_forward_frequency(text):
-        return text, None
-    raise ValueError(
-        f"cutoff spacing {spacing!r} is neither a pandas frequency (MS: month starts, "
-        "W-MON: Mondays, QS: quarter starts) nor a positive number of days (14d)"
-    )
-
-
-def _is_forward_frequency(text: str) -> bool:
-    """Whether pandas reads ``text`` as a frequency that moves forward in time."""
-    try:
-        return pd.tseries.frequencies.to_offset(text).n >= 1
-    except ValueError:
-        return False
-
-
-def plan_cutoffs(
-    data_start: Any,
-    data_end: Any,
-    horizon_days: int = 30,
-    n_train_cutoffs: int = 3,
-    spacing: str = "MS",
-    spacing_days: int | None = None,
-    min_history_days: int = 30,
-    test_cutoff: Any = None,
-) -> CutoffPlan:
-    """Chooses training, validation and test cutoffs that never let labels leak forward.
-
-    Rules:
-
-    - The data cover the days ``data_start`` .. ``data_end`` (inclusive); a label window
-      ``[c, c + horizon)`` is fully observed when ``c + horizon <= data_end + 1 day``.
-    - Cutoffs lie on a grid: the dates of the pandas frequency ``spacing`` (month starts by
-      default) or, when ``spacing_days`` is given, every ``spacing_days`` days going back from
-      the test cutoff.
-    - Test cutoff: ``test_cutoff`` if given, else the latest grid date whose label window is
-      fully observed (with ``spacing_days``: ``data_end + 1 day - horizon``).
-    - Validation and training cutoffs ``c`` satisfy ``c + horizon <= test`` (no label window
-      reaches into the test period) and ``c >= data_start + min_history_days``. Validation is
-      the latest such cutoff.
-    - Validation mirrors test: training cutoffs lie at least :func:`label_gap_steps` grid
-      steps (the horizon in grid steps, rounded up) before the validation cutoff, so their
-      label windows end by it too, and a candidate is chosen on a period none of its
-      training labels has seen, as the champion is then used. Training is up to
-      ``n_train_cutoffs`` such grid dates, the latest ones. (On a month grid a 30-day
-      horizon is one step; a window from 1 February then ends 2 days into March.)
-
-    Args:
-        data_start: First day of data.
-        data_end: Last day of data (a time of day is ignored: the whole day counts).
-        horizon_days: Label window (churn = no purchase within it).
-        n_train_cutoffs: Most training cutoffs to use (at least 1 is required).
-        spacing: Pandas frequency alias of the grid (``"MS"`` month start, ``"W-MON"``...).
-        spacing_days: Fixed spacing in days instead of ``spacing``.
-        min_history_days: Least history before the earliest training cutoff.
-        test_cutoff: Force the test cutoff (its label window must be fully observed).
-
-    Returns:
-        The plan.
-
-    Raises:
-        InsufficientHistoryError: Fewer than one training plus one validation cutoff fit, or
-            the test cutoff's label window is not observed.
-        ValueError: Invalid arguments.
-    """
-    if horizon_days < 1:
-        raise ValueError(f"horizon_days must be >= 1, got {horizon_days}")
-    if n_train_cutoffs < 1:
-        raise ValueError(f"n_train_cutoffs must be >= 1, got {n_train_cutoffs}")
-    if spacing_days is not None and spacing_days < 1:
-        raise ValueError(f"spacing_days must be >= 1, got {spacing_days}")
-    if min_history_days < 0:
-        raise ValueError(f"min_history_days must be >= 0, got {min_history_days}")
-    start = _timestamp(data_start).normalize()
-    end_excl = _timestamp(data_end).normalize() + pd.Timedelta(days=1)
-    if end_excl <= start:
-        raise ValueError(f"data_end {data_end} is before data_start {data_start}")
-    horizon = pd.Timedelta(days=horizon_days)
-    earliest = start + pd.Timedelta(days=min_history_days)
-    span_days = (end_excl - start).days
-    grid_name = f"every {spacing_days} days" if spacing_days else f"grid {spacing!r}"
-    data_range = (
-        f"data {_iso(start)}..{_iso(end_excl - pd.Timedelta(days=1))} ({span_days} days), "
-        f"horizon {horizon_days} days, min_history_days {min_history_days}, {grid_name}"
-    )
-    step_days = spacing_days or _typical_step_days(spacing)
-    needed = min_history_days + 3 * horizon_days
-
-    if test_cutoff is not None:
-        test = _timestamp(test_cutoff)
-        if test + horizon > end_excl:
-            raise InsufficientHistoryError(
-                f"test cutoff {_iso(test)} + {horizon_days} days = {_iso(test + horizon)} is "
-                f"after the end of the data ({_iso(end_excl)} exclusive): its label window is "
-                f"not fully observed ({data_range})"
-            )
-    elif spacing_days is not None:
-        test = end_excl - horizon
-    else:
-        grid = pd.date_range(start, end_excl, freq=spacing)
-        fitting = [g for g in grid if g + horizon <= end_excl]
-        if not fitting:
-            raise InsufficientHistoryError(
-                f"no test cutoff fits: {data_range}; a cutoff needs {horizon_days} days of "
-                f"data after it; need roughly {needed} days of data for a plan"
-            )
-        test = fitting[-1]
-
-    if spacing_days is not None:
-        step = pd.Timedelta(days=spacing_days)
-        candidates = []
-        k = 1
-        while test - k * step >= earliest:
-            cutoff = test - k * step
-            if cutoff + horizon <= test:
-                candidates.append(cutoff)
-            k += 1
-        candidates.sort()
-    else:
-        grid = pd.date_range(earliest, test, freq=spacing)
-        candidates = [g for g in grid if g + horizon <= test]
-
-    gap = label_gap_steps(horizon_days, step_days)
-    if len(candidates) < gap + 1:
-        raise InsufficientHistoryError(
-            f"not enough history for a train/validation/test plan: {data_range}. The test "
-            f"cutoff is {_iso(test)}; cutoffs whose {horizon_days}-day label window ends by it "
-            f"and that have {min_history_days} days of history: "
-            f"{[_iso(c) for c in candidates] or 'none'}; need the validation cutoff (the "
-            f"latest) and a training cutoff {gap} grid step(s) before it (its label window "
-            f"must end by the validation cutoff), i.e. roughly {needed} days of data "
-            f"(min_history_days + 3 x horizon). Supply more history or shorten horizon_days / "
-            f"min_history_days."
-        )
-    validation = candidates[-1]
-    eligible_train = candidates[: len(candidates) - gap]
-    train = list(eligible_train[-n_train_cutoffs:])
-    return CutoffPlan(
-        train=[_timestamp(c) for c in train],
-        validation=_timestamp(validation),
-        test=_timestamp(test),
-        horizon_days=int(horizon_days),
-    )
-
-
-def label_gap_steps(horizon_days: int, step_days: int) -> int:
-    """Grid steps between the last training cutoff and the validation cutoff.
-
-    The label window of a training cutoff must not reach into the validation period, or
-    validation would reward what the training labels already saw of it (seasonality, a
-    campaign) and favour the most flexible model: measured on the CDNOW log with a 90-day
-    horizon, overlapping windows put XGBoost 0.006 ROC AUC ahead on validation and 0.002
-    behind on the later test cutoff. A horizon of ``h`` days on a grid of ``s`` days needs
-    ``ceil(h / s)`` steps (at least one).
-
-    Args:
-        horizon_days: Label window in days.
-        step_days: Grid spacing in days (a month grid counts 30).
-    """
-    return max(1, -(-int(horizon_days) // max(1, int(step_days))))
-
-
-def _typical_step_days(spacing: str) -> int:
-    """Typical length in days of one step of a pandas frequency (a month counts 30)."""
-    try:
-        grid = pd.date_range("2000-01-01", periods=13, freq=spacing)
-    except ValueError:
-        return 30
-    return max(1, int(round((grid[-1] - grid[0]).days / 12)))
 
 
 # --------------------------------------------------------------------------------------
@@ -500,7 +238,7 @@ class TransactionIndex:
         Returns:
             ``int64`` counts indexed by customer code.
         """
-        lo, hi = _timestamp(start).value, _timestamp(end).value
+        lo, hi = to_timestamp(start).value, to_timestamp(end).value
         mask = (self.times >= lo) & (self.times < hi)
         return np.bincount(self.codes[mask], minlength=self.n_customers)
 
@@ -605,7 +343,7 @@ def build_features(
     prepared_customers = None if customers is None else _prepare_customers(customers)
     return _features_at(
         index,
-        _timestamp(cutoff),
+        to_timestamp(cutoff),
         prepared_customers,
         prepared_feedback,
         _check_windows(windows, eligibility_days),

@@ -2,8 +2,8 @@
 
 A customer eligible at a cutoff churns (label 1) when they make no purchase in
 ``[cutoff, cutoff + horizon_days)``. A cutoff's label exists only once that window has been
-fully observed: ``cutoff + horizon <= data_end + 1 day`` (the whole ``data_end`` day is
-observed). Earlier labels would call every late buyer a churner, so they are refused.
+fully observed (:func:`churn_kfp.core.dates.label_window_closed`; the whole ``data_end`` day
+is observed). Earlier labels would call every late buyer a churner, so they are refused.
 """
 
 from __future__ import annotations
@@ -14,7 +14,16 @@ import numpy as np
 import pandas as pd
 
 from churn_kfp.core import columns
-from churn_kfp.learn.features import TransactionIndex, _iso, _timestamp, index_transactions
+from churn_kfp.core.dates import iso, label_window_closed, observed_until, to_timestamp
+from churn_kfp.learn.features import TransactionIndex, index_transactions
+
+__all__ = [
+    "ImmatureLabelError",
+    "LabelQualityError",
+    "check_label_quality",
+    "label_churn",
+    "label_report",
+]
 
 
 class ImmatureLabelError(ValueError):
@@ -55,17 +64,17 @@ def label_churn(
     if missing:
         raise ValueError(f"features lack column(s) {missing}")
     horizon = pd.Timedelta(days=horizon_days)
-    end_excl = _timestamp(data_end).normalize() + pd.Timedelta(days=1)
+    last_day = observed_until(data_end) - pd.Timedelta(days=1)
     cutoffs = pd.to_datetime(features[columns.CUTOFF])
-    unique_cutoffs = sorted({_timestamp(c) for c in cutoffs.unique()})
-    immature = [c for c in unique_cutoffs if c + horizon > end_excl]
+    unique_cutoffs = sorted({to_timestamp(c) for c in cutoffs.unique()})
+    immature = [c for c in unique_cutoffs if not label_window_closed(c, data_end, horizon_days)]
     if immature:
         first = immature[0]
         raise ImmatureLabelError(
-            f"cannot label cutoff(s) {', '.join(_iso(c) for c in immature)} with a "
-            f"{horizon_days}-day horizon: cutoff {_iso(first)} + {horizon_days} days = "
-            f"{_iso(first + horizon)}, but the data end on {_iso(end_excl - pd.Timedelta(days=1))}"
-            f" (labels need data through {_iso(first + horizon - pd.Timedelta(days=1))})"
+            f"cannot label cutoff(s) {', '.join(iso(c) for c in immature)} with a "
+            f"{horizon_days}-day horizon: cutoff {iso(first)} + {horizon_days} days = "
+            f"{iso(first + horizon)}, but the data end on {iso(last_day)}"
+            f" (labels need data through {iso(first + horizon - pd.Timedelta(days=1))})"
         )
     labelled = features.copy()
     labels = np.ones(len(features), dtype=np.int64)
@@ -119,7 +128,7 @@ def label_report(labelled: pd.DataFrame) -> dict[str, Any]:
         cutoffs = pd.to_datetime(labelled[columns.CUTOFF])
         for cutoff in sorted(cutoffs.unique()):
             part = labelled[cutoffs == cutoff]
-            entry: dict[str, Any] = {"cutoff": _iso(_timestamp(cutoff))}
+            entry: dict[str, Any] = {"cutoff": iso(to_timestamp(cutoff))}
             if has_split:
                 entry["split"] = ", ".join(str(s) for s in pd.unique(part[columns.SPLIT]))
             entry.update(_counts(part))

@@ -55,6 +55,31 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from churn_kfp.core import columns
+from churn_kfp.core.jsonable import jsonable
+from churn_kfp.learn.metrics import classification_metrics, safe_average_precision, safe_roc_auc
+
+__all__ = [
+    "CANDIDATES",
+    "CANDIDATE_FILE",
+    "DEFAULT_MIN_FREQUENCY",
+    "MAX_BOOSTING_BUDGET",
+    "N_JOBS",
+    "PIPELINE_FILE",
+    "REFIT_ON",
+    "SELECTION_METRIC",
+    "SKOPS_TRUSTED_TYPES",
+    "TrainedCandidate",
+    "build_pipeline",
+    "default_params",
+    "feature_types",
+    "fit_candidate",
+    "load_candidate",
+    "save_candidate",
+    "search_space",
+    "split_frames",
+    "train_candidate",
+    "tune_threshold",
+]
 
 CANDIDATES = ("xgboost", "logistic_regression", "random_forest")
 
@@ -141,7 +166,7 @@ class TrainedCandidate:
             ``scale_pos_weight`` computed from the class ratio is not part of them.
         threshold: Decision threshold tuned on validation (predict churn when
             ``proba >= threshold``).
-        validation_metrics: :func:`churn_kfp.learn.evaluation.classification_metrics` of the
+        validation_metrics: :func:`churn_kfp.learn.metrics.classification_metrics` of the
             train-only fit on the validation split, at ``threshold``.
         search_results: One dict per tried parameter set: ``params``, ``score`` (validation
             ROC AUC, None when undefined), ``pr_auc``, ``seconds``.
@@ -438,12 +463,6 @@ def _train(
     time_budget_s: float | None,
     refit: bool,
 ) -> TrainedCandidate:
-    from churn_kfp.learn.evaluation import (
-        classification_metrics,
-        safe_average_precision,
-        safe_roc_auc,
-    )
-
     started = time.perf_counter()
     numeric, categorical = feature_types(table)
     inputs = numeric + categorical
@@ -473,7 +492,7 @@ def _train(
         pr_auc = safe_average_precision(y_val, proba)
         results.append(
             {
-                "params": _jsonable(params),
+                "params": jsonable(params),
                 "score": score,
                 "pr_auc": pr_auc,
                 "seconds": round(time.perf_counter() - t0, 3),
@@ -507,7 +526,7 @@ def _train(
     return TrainedCandidate(
         model_type=model_type,
         pipeline=pipeline,
-        params=_jsonable(best_params),
+        params=jsonable(best_params),
         threshold=threshold,
         validation_metrics=validation_metrics,
         search_results=results,
@@ -560,7 +579,7 @@ def save_candidate(candidate: TrainedCandidate, directory: str | Path) -> Path:
         "seed": candidate.seed,
         "versions": {"xgboost": xgboost.__version__, "scikit-learn": _sklearn_version()},
     }
-    (out / CANDIDATE_FILE).write_text(json.dumps(_jsonable(meta), indent=2, allow_nan=False))
+    (out / CANDIDATE_FILE).write_text(json.dumps(jsonable(meta), indent=2, allow_nan=False))
     return out
 
 
@@ -596,23 +615,3 @@ def _sklearn_version() -> str:
 def _check_model_type(model_type: str) -> None:
     if model_type not in CANDIDATES:
         raise ValueError(f"unknown model type {model_type!r}; expected one of {CANDIDATES}")
-
-
-def _jsonable(value: Any) -> Any:
-    """Converts numpy scalars/arrays and non-finite floats into JSON-safe Python values."""
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return [_jsonable(v) for v in value.tolist()]
-    if isinstance(value, np.bool_ | bool):
-        return bool(value)
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, np.floating | float):
-        number = float(value)
-        return number if math.isfinite(number) else None
-    if isinstance(value, pd.Timestamp):
-        return value.isoformat()
-    return value
