@@ -41,11 +41,13 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 try:
-    from churn_kfp.data.importer import import_file, load_mapping, mapping_from_dict
+    from churn_kfp.data.importer.importing import import_file
+    from churn_kfp.data.importer.mapping import load_mapping, mapping_from_dict
     from churn_kfp.data.storage import LocalLandingZone
 except ImportError:  # running from a source checkout without installation
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-    from churn_kfp.data.importer import import_file, load_mapping, mapping_from_dict
+    from churn_kfp.data.importer.importing import import_file
+    from churn_kfp.data.importer.mapping import load_mapping, mapping_from_dict
     from churn_kfp.data.storage import LocalLandingZone
 
 REPO = Path(__file__).resolve().parents[1]

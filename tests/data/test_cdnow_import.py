@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from churn_kfp.data.importer import import_file, load_mapping
+from churn_kfp.data.importer.importing import import_file
+from churn_kfp.data.importer.mapping import load_mapping
 from churn_kfp.data.storage import LocalLandingZone, discover_partitions, read_frame
 
 REPO = Path(__file__).resolve().parents[2]

@@ -9,17 +9,16 @@ import pandera.pandas as pa
 import pyarrow
 import pytest
 
+import churn_kfp.data.importer.contract_check as contract_check
+import churn_kfp.data.importer.values as importer_values
 from churn_kfp.cli.main import main
-from churn_kfp.data import importer
 from churn_kfp.data.contract import schema
-from churn_kfp.data.importer import (
-    ImportFailed,
-    ImportRefused,
-    MappingError,
-    import_file,
-    load_mapping,
-    mapping_from_dict,
-)
+from churn_kfp.data.importer.contract_check import value_wise
+from churn_kfp.data.importer.errors import ImportFailed, ImportRefused, MappingError
+from churn_kfp.data.importer.importing import import_file
+from churn_kfp.data.importer.mapping import load_mapping, mapping_from_dict
+from churn_kfp.data.importer.reading import collapse_blanks
+from churn_kfp.data.importer.rules import customer_id_codes
 from churn_kfp.data.storage import LocalLandingZone, discover_partitions, read_frame
 
 BASIC = {
@@ -432,17 +431,15 @@ def test_mostly_non_numeric_amounts_are_refused(tmp_path, zone):
 
 def test_contract_violation_is_refused(tmp_path, zone, monkeypatch):
     strict = pa.DataFrameSchema({"amount": pa.Column(float, pa.Check.gt(100))}, coerce=True)
-    monkeypatch.setattr(importer, "schema", lambda table: strict)
+    monkeypatch.setattr(contract_check, "schema", lambda table: strict)
     error = refused(tmp_path, zone, CLEAN, mapping())
     assert "data contract" in str(error)
 
 
 def test_contracts_checking_one_value_at_a_time_are_checked_on_distinct_values():
-    assert importer._value_wise(schema("transactions")) and importer._value_wise(schema("feedback"))
-    assert not importer._value_wise(schema("customers"))  # unique ids: every row is checked
-    assert not importer._value_wise(
-        pa.DataFrameSchema({"amount": pa.Column(float, pa.Check.gt(0))})
-    )
+    assert value_wise(schema("transactions")) and value_wise(schema("feedback"))
+    assert not value_wise(schema("customers"))  # unique ids: every row is checked
+    assert not value_wise(pa.DataFrameSchema({"amount": pa.Column(float, pa.Check.gt(0))}))
 
 
 @pytest.mark.parametrize(
@@ -461,8 +458,8 @@ def test_distinct_value_check_still_refuses_one_bad_row(
         "amount": pa.Column(float, nullable=True),
     }
     strict = pa.DataFrameSchema({**columns, column: contract}, coerce=True)
-    assert importer._value_wise(strict)
-    monkeypatch.setattr(importer, "schema", lambda table: strict)
+    assert value_wise(strict)
+    monkeypatch.setattr(contract_check, "schema", lambda table: strict)
     lines = "".join(f"{i % 7 + 1},2025-01-{i % 28 + 1:02d},{i % 5}.50\n" for i in range(300))
     error = refused(tmp_path, zone, "cust,date,total\n" + lines + last_line, mapping())
     assert "data contract" in str(error) and column in str(error)
@@ -703,8 +700,8 @@ def test_blanks_around_header_names_and_values(tmp_path, zone):
 def test_whitespace_collapse_is_the_same_in_small_blocks():
     data = b"  a  b\tc \r\n 1   2  3\r\n\r\n4 5 6  \n7\t\t8 9"
     expected = b"a b c\r\n1 2 3\r\n\r\n4 5 6\n7 8 9"
-    assert importer._collapse_blanks(data) == expected
-    assert all(importer._collapse_blanks(data, block=size) == expected for size in (1, 5, 13))
+    assert collapse_blanks(data) == expected
+    assert all(collapse_blanks(data, block=size) == expected for size in (1, 5, 13))
 
 
 # --- fast paths give what the plain ones give --------------------------------------------
@@ -751,7 +748,8 @@ def test_values_converted_once_per_distinct_value_give_the_same_import(tmp_path,
     }
     results = []
     for repetitive in (False, True):
-        monkeypatch.setattr(importer, "_repetitive", lambda values, r=repetitive: r)
+        for module in (importer_values, contract_check):  # the conversions and the contract check
+            monkeypatch.setattr(module, "repetitive", lambda values, r=repetitive: r)
         zone = LocalLandingZone(tmp_path / f"landing-{repetitive}")
         report = import_file(source, mapping_from_dict(spec), zone, progress=False)
         summary = (report.dropped, report.notes, report.examples, report.customers)
@@ -774,6 +772,6 @@ def test_values_converted_once_per_distinct_value_give_the_same_import(tmp_path,
     ],
 )
 def test_customer_id_codes_tell_exactly_the_same_ids_apart(ids):
-    codes, dictionary = importer._id_codes(pyarrow.chunked_array([ids], pyarrow.string()))
+    codes, dictionary = customer_id_codes(pyarrow.chunked_array([ids], pyarrow.string()))
     assert sorted(dictionary.to_pylist()) == sorted({i for i in ids if i is not None})
     assert [dictionary[c].as_py() if c >= 0 else None for c in codes] == ids

@@ -17,11 +17,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from churn_kfp.data.landing import LandingZoneError, PreconditionFailed
 from churn_kfp.data.s3storage import S3LandingZone, S3Settings, open_s3_landing_zone, parse_s3_uri
 from churn_kfp.data.storage import (
-    LandingZoneError,
     LocalLandingZone,
-    PreconditionFailed,
     discover_partitions,
     open_landing_zone,
     partition_key,

@@ -1,1 +1,30 @@
-"""data."""
+"""The data stage: from a shop's raw data to clean, contract-conforming tables.
+
+It owns:
+
+- the data contract, written once (``contract``: tables, columns, pandera schemas, the
+  tokens that mean "missing");
+- the landing zone where raw data arrives, date-partitioned, on a local disk or in S3
+  (``landing``: the protocol and its errors; ``storage``: the local backend, the layout
+  and ``open_landing_zone``; ``s3storage``: the S3 backend);
+- the import of a user's own export into the landing zone, ``churn import``
+  (the ``importer`` package);
+- ingestion: reading, validating and cleaning the landing zone (``validation``, with its
+  report in ``ingest_report``);
+- the synthetic customer base for demos, tests and simulations (``datagen``, its
+  feedback texts in ``datagen_text``);
+- the sentiment of customer feedback (``sentiment``).
+"""
+
+__all__ = [
+    "contract",
+    "datagen",
+    "datagen_text",
+    "importer",
+    "ingest_report",
+    "landing",
+    "s3storage",
+    "sentiment",
+    "storage",
+    "validation",
+]

@@ -19,6 +19,16 @@ FEEDBACK = "feedback"
 
 AGE_RANGE = (16, 100)
 
+NULL_TOKENS = ("", "NA", "N/A", "n/a", "NaN", "nan", "NULL", "null", "None", "none")
+"""Text that means "missing" in a column (compared after trimming blanks).
+
+``churn import`` treats exactly these as missing unless a mapping's ``na_values`` says
+otherwise; ingestion adds :data:`INGESTION_NULL_TOKENS`."""
+
+INGESTION_NULL_TOKENS = frozenset(NULL_TOKENS) | {"na", "NAN", "Null", "NONE", "Nan", "N/a"}
+"""What ingestion reads as missing: :data:`NULL_TOKENS` and other casings of them, for
+files that reach the landing zone without ``churn import`` (feedback text excepted)."""
+
 
 @dataclass(frozen=True)
 class TableContract:

@@ -17,7 +17,8 @@ price-sensitive budget customers then only buy in a sale week every other month,
 customers leave abruptly after a bad experience, and everybody's feedback turns negative.
 
 :func:`simulate` is pure (no I/O); :func:`write_to_landing_zone` lays the tables out as
-date-partitioned CSV files; :func:`generate` does both.
+date-partitioned CSV files; :func:`generate` does both. The feedback texts are written
+from templates in :mod:`churn_kfp.data.datagen_text`.
 """
 
 from __future__ import annotations
@@ -28,8 +29,28 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from churn_kfp.data import storage
 from churn_kfp.data.contract import CUSTOMERS, FEEDBACK, TABLES, TRANSACTIONS
+from churn_kfp.data.datagen_text import compose_texts, sentiment_level
+from churn_kfp.data.landing import LandingZone
+from churn_kfp.data.storage import open_landing_zone, partition_key, unpartitioned_key, write_frame
+
+__all__ = [
+    "BURN_IN_MONTHS",
+    "DATE_FORMAT",
+    "DRIFT_PRICE_FACTOR",
+    "DRIFT_SENTIMENT_SHIFT",
+    "DUPLICATE_RATE",
+    "GENDERS",
+    "LOCATIONS",
+    "MISSING_RATE",
+    "OUTLIER_RATE",
+    "SEGMENTS",
+    "TIMESTAMP_FORMAT",
+    "SyntheticData",
+    "generate",
+    "simulate",
+    "write_to_landing_zone",
+]
 
 TIMESTAMP_FORMAT = "%Y-%m-%d %H:%M:%S"
 DATE_FORMAT = "%Y-%m-%d"
@@ -105,134 +126,6 @@ class SyntheticData:
     drift_from_month: int | None = None
 
 
-# --------------------------------------------------------------------------- text
-
-
-_POS_STRONG = (
-    "Absolutely love this shop!",
-    "Fantastic service, I highly recommend it.",
-    "Excellent quality and super fast delivery.",
-    "Best purchase I have made this year, thank you so much!",
-    "Amazing experience, the staff were wonderful and helpful.",
-    "Brilliant {item}, great value and perfect condition.",
-    "Superb customer service, they were really kind.",
-)
-_POS_MILD = (
-    "Good {item}, arrived on time.",
-    "Nice quality for the price.",
-    "Happy with my order.",
-    "The delivery was quick and the {item} works well.",
-    "Pleasant experience overall.",
-    "The {item} is fine and I like it.",
-    "Easy checkout, good selection.",
-)
-_NEUTRAL = (
-    "Ordered a {item} last week.",
-    "The parcel arrived on {day}.",
-    "I bought a {item} for my {person}.",
-    "Package received, have not opened it yet.",
-    "Second order this month.",
-    "Delivery was on {day} as scheduled.",
-    "Checking the status of my order for the {item}.",
-)
-_NEG_MILD = (
-    "The delivery was a bit slow.",
-    "The {item} was not as described.",
-    "Customer service took too long to reply.",
-    "Packaging was damaged, the {item} is okay I guess.",
-    "Not great, I expected better quality.",
-    "Disappointed that the {item} was out of stock again.",
-    "The website is confusing and checkout failed twice.",
-)
-_NEG_STRONG = (
-    "Terrible experience, the {item} arrived broken.",
-    "Awful customer service, nobody answers my emails.",
-    "Worst purchase ever, a complete waste of money.",
-    "Very disappointed and frustrated with this shop.",
-    "Horrible quality, I want a refund.",
-    "Useless support and a damaged {item}, I am angry.",
-    "The order never arrived and nobody cares. Unacceptable.",
-)
-_PRICE_COMPLAINTS = (
-    "Prices went up again, it is too expensive now.",
-    "Everything costs more than last month, not worth it anymore.",
-    "The new prices are ridiculous, I am disappointed.",
-    "Why is the {item} suddenly so expensive? Bad deal.",
-)
-_CHURN_THREATS = (
-    "I am cancelling my account.",
-    "I will not order again.",
-    "Thinking about switching to another store.",
-    "Never again.",
-    "Goodbye.",
-)
-_PREFIXES = ("", "", "", "Hi, ", "Update: ", "Honestly, ", "Well, ", "FYI: ")
-_SUFFIXES = ("", "", "", " Thanks.", " Regards.", "!", " Cheers.")
-_ITEMS = (
-    "jacket",
-    "kettle",
-    "headphones",
-    "lamp",
-    "backpack",
-    "blender",
-    "sofa cushion",
-    "phone case",
-    "rug",
-    "coffee maker",
-    "toaster",
-    "desk chair",
-)
-_DAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
-_PEOPLE = ("wife", "husband", "son", "daughter", "mother", "friend", "office")
-_LEVELS = (_NEG_STRONG, _NEG_MILD, _NEUTRAL, _POS_MILD, _POS_STRONG)
-
-
-def _sentiment_level(experience: np.ndarray) -> np.ndarray:
-    """Maps experience scores to 0 (very negative) .. 4 (very positive)."""
-    return np.digitize(experience, [-1.2, -0.4, 0.3, 1.2])
-
-
-def _compose_texts(
-    rng: np.random.Generator, level: np.ndarray, price_topic: np.ndarray, leaving: np.ndarray
-) -> list[str]:
-    """Builds one free-text review per row from templates plus random variation."""
-    n = len(level)
-    u = rng.random((n, 8))
-    idx = (u * 1_000_003).astype(np.int64)
-    # a second sentence of an adjacent sentiment, for variety
-    second_level = np.clip(level + rng.integers(-1, 2, size=n), 0, 4)
-    texts = []
-    for i in range(n):
-        lv = int(level[i])
-        if price_topic[i]:
-            main = _PRICE_COMPLAINTS[idx[i, 0] % len(_PRICE_COMPLAINTS)]
-        else:
-            pool = _LEVELS[lv]
-            main = pool[idx[i, 0] % len(pool)]
-        parts = [main]
-        if u[i, 1] < 0.45:
-            pool = _LEVELS[int(second_level[i])]
-            second = pool[idx[i, 2] % len(pool)]
-            if second == main:
-                second = pool[(idx[i, 2] + 1) % len(pool)]
-            parts.append(second)
-        if leaving[i] and lv <= 1 and u[i, 3] < 0.5:
-            parts.append(_CHURN_THREATS[idx[i, 4] % len(_CHURN_THREATS)])
-        text = " ".join(parts).format(
-            item=_ITEMS[idx[i, 5] % len(_ITEMS)],
-            day=_DAYS[idx[i, 6] % len(_DAYS)],
-            person=_PEOPLE[idx[i, 7] % len(_PEOPLE)],
-        )
-        prefix = _PREFIXES[idx[i, 1] % len(_PREFIXES)]
-        if prefix:
-            text = prefix + (text if text.startswith("I ") else text[0].lower() + text[1:])
-        suffix = _SUFFIXES[idx[i, 3] % len(_SUFFIXES)]
-        if suffix == "!" and text.endswith((".", "!", "?")):
-            suffix = ""
-        texts.append(text + suffix)
-    return texts
-
-
 # --------------------------------------------------------------------------- simulation
 
 
@@ -301,13 +194,12 @@ def _draw_customers(
 
 
 # Log-odds contributions of the monthly churn-decision hazard.
-_HAZARD = {
+_HAZARD: dict[str, float] = {
     "base": -5.1,
     "age_u": 0.008,  # x (age - 45)^2, capped
     "age_cap": 6.0,
     "onboarding": 1.5,  # x exp(-tenure_months / 2.5)
-    "low_freq": 2.0,  # last month's purchase rate below the threshold
-    "freq_threshold": (2.5, 1.5, 0.0),  # purchases a month, per segment
+    "low_freq": 2.0,  # last month's purchase rate below _FREQ_THRESHOLD
     "high_freq": -0.5,  # last month's purchase rate above 5
     "budget_ps": 4.0,  # budget segment x (price sensitivity - 0.6)
     "negative": 0.5,  # negative feedback in the last two months
@@ -320,6 +212,7 @@ _HAZARD = {
     "drift_budget_ps": 0.8,  # drift: budget segment x price sensitivity
     "drift_premium_negative": 4.0,  # drift: premium x negative feedback
 }
+_FREQ_THRESHOLD = (2.5, 1.5, 0.0)  # purchases a month, per segment: below it, "low_freq"
 
 
 def _hazard_logit(
@@ -339,7 +232,7 @@ def _hazard_logit(
     # onboarding: new customers are fragile
     z += h["onboarding"] * np.exp(-tenure_months / 2.5)
     # frequency threshold: below it the shopping habit breaks
-    threshold = np.asarray(h["freq_threshold"])[seg]
+    threshold = np.asarray(_FREQ_THRESHOLD)[seg]
     freq_effect = np.where(prev_rate < threshold, h["low_freq"], 0.0)
     freq_effect += np.where(prev_rate > 5.0, h["high_freq"], 0.0)
     # budget customers x price sensitivity
@@ -519,7 +412,7 @@ def simulate(
         season = 1.0 + 0.08 * np.sin(2 * np.pi * (step % 12) / 12.0)
         # after the price rise, bargain hunters only buy in the sale, every other month
         waits = t["bargain"] if drifted else np.zeros(n, dtype=bool)
-        sale_month = drifted and (step - drift_step) % 2 == 0
+        sale_month = drift_step is not None and drifted and (step - drift_step) % 2 == 0
         cust, when = _purchase_times(rng, t, a, b, span, season, waits, sale_month, t0)
         keep = rng.random(len(cust)) < _engagement(when, decision[cust], churn[cust])
         cust, when = cust[keep], when[keep]
@@ -570,8 +463,8 @@ def simulate(
             price_topic = budget_fc & (experience < -0.4) & (rng.random(len(fc)) < 0.5)
             # everybody grumbles more (a general mood), which by itself drives nobody away
             tone = experience - DRIFT_SENTIMENT_SHIFT
-        last_negative_step[fc[_sentiment_level(experience) <= 1]] = step
-        level = _sentiment_level(tone)
+        last_negative_step[fc[sentiment_level(experience) <= 1]] = step
+        level = sentiment_level(tone)
         fb_parts.append(
             {"cust": fc, "when": f_when, "level": level, "price": price_topic, "leav": f_leaving}
         )
@@ -679,9 +572,7 @@ def _assemble_feedback(
         order = np.lexsort((part["cust"], when))
         sub_rng = np.random.default_rng(seq)
         texts = np.array(
-            _compose_texts(
-                sub_rng, part["level"][order], part["price"][order], part["leav"][order]
-            ),
+            compose_texts(sub_rng, part["level"][order], part["price"][order], part["leav"][order]),
             dtype=object,
         )
         texts[sub_rng.random(len(texts)) < MISSING_RATE] = np.nan
@@ -737,9 +628,7 @@ def _csv_ready(table: str, frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def write_to_landing_zone(
-    data: SyntheticData, zone: storage.LandingZone, daily: bool = False
-) -> dict:
+def write_to_landing_zone(data: SyntheticData, zone: LandingZone, daily: bool = False) -> dict:
     """Writes the tables to a landing zone as date-partitioned CSV files.
 
     Every simulated month (or day, when ``daily``) gets a file, empty ones included;
@@ -754,8 +643,8 @@ def write_to_landing_zone(
         A summary: rows per table, months, number and keys of the files written.
     """
     keys: list[str] = []
-    customers_key = storage.unpartitioned_key(CUSTOMERS)
-    storage.write_frame(zone, customers_key, _csv_ready(CUSTOMERS, data.customers))
+    customers_key = unpartitioned_key(CUSTOMERS)
+    write_frame(zone, customers_key, _csv_ready(CUSTOMERS, data.customers))
     keys.append(customers_key)
     for table, frame in ((TRANSACTIONS, data.transactions), (FEEDBACK, data.feedback)):
         ready = _csv_ready(table, frame)
@@ -765,14 +654,14 @@ def write_to_landing_zone(
             period = pd.Period(month, freq="M")
             in_month = ready[month_of == month]
             if not daily:
-                key = storage.partition_key(table, period.year, period.month)
-                storage.write_frame(zone, key, in_month)
+                key = partition_key(table, period.year, period.month)
+                write_frame(zone, key, in_month)
                 keys.append(key)
                 continue
             day_of = stamp[in_month.index].dt.day
             for day in range(1, period.days_in_month + 1):
-                key = storage.partition_key(table, period.year, period.month, day)
-                storage.write_frame(zone, key, in_month[day_of == day])
+                key = partition_key(table, period.year, period.month, day)
+                write_frame(zone, key, in_month[day_of == day])
                 keys.append(key)
     return {
         "landing_zone": zone.uri,
@@ -789,7 +678,7 @@ def write_to_landing_zone(
 
 
 def generate(
-    uri_or_zone: str | storage.LandingZone,
+    uri_or_zone: str | LandingZone,
     n_customers: int = 5000,
     n_months: int = 6,
     start: str = "2025-01",
@@ -800,7 +689,8 @@ def generate(
     """Simulates a customer base and writes it to a landing zone.
 
     Args:
-        uri_or_zone: A landing zone, or a URI/path for :func:`storage.open_landing_zone`.
+        uri_or_zone: A landing zone, or a URI/path for
+            :func:`~churn_kfp.data.storage.open_landing_zone`.
         n_customers: See :func:`simulate`.
         n_months: See :func:`simulate`.
         start: See :func:`simulate`.
@@ -811,7 +701,7 @@ def generate(
     Returns:
         The summary of :func:`write_to_landing_zone` plus the simulation parameters.
     """
-    zone = storage.open_landing_zone(uri_or_zone) if isinstance(uri_or_zone, str) else uri_or_zone
+    zone = open_landing_zone(uri_or_zone) if isinstance(uri_or_zone, str) else uri_or_zone
     data = simulate(
         n_customers=n_customers,
         n_months=n_months,

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from churn_kfp.data.storage import LandingZoneError, PreconditionFailed
+from churn_kfp.data.landing import LandingZoneError, PreconditionFailed
 
 if TYPE_CHECKING:
     from minio import Minio

@@ -7,7 +7,11 @@ Layout, the same on a local disk and in an S3 bucket::
     raw/feedback/year=2025/month=01/feedback_raw_2025_01.csv
     raw/customers/customers.csv                              # not partitioned
 
-Backends implement :class:`LandingZone`; :func:`open_landing_zone` picks one from a URI.
+This module holds the local backend (:class:`LocalLandingZone`), the layout (partition
+keys, :func:`discover_partitions`), reading and writing frames, and
+:func:`open_landing_zone`, which picks the backend from a URI. The protocol every backend
+implements, its errors and :class:`~churn_kfp.data.landing.Partition` live in
+:mod:`churn_kfp.data.landing` and are importable from here too.
 """
 
 from __future__ import annotations
@@ -18,59 +22,35 @@ import io
 import os
 import re
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
 import pandas as pd
 
 from churn_kfp.data.contract import TABLES
+from churn_kfp.data.landing import LandingZone, LandingZoneError, Partition, PreconditionFailed
+from churn_kfp.data.s3storage import open_s3_landing_zone
+
+__all__ = [
+    "DATA_SUFFIXES",
+    "RAW_PREFIX",
+    "LandingZone",
+    "LandingZoneError",
+    "LocalLandingZone",
+    "Partition",
+    "PreconditionFailed",
+    "discover_partitions",
+    "open_landing_zone",
+    "partition_key",
+    "read_frame",
+    "table_keys",
+    "table_prefix",
+    "unpartitioned_key",
+    "write_frame",
+]
 
 RAW_PREFIX = "raw"
 _PARTITION_RE = re.compile(r"year=(\d{4})/month=(\d{2})(?:/day=(\d{2}))?/")
 DATA_SUFFIXES = (".csv", ".parquet")
-
-
-class LandingZoneError(RuntimeError):
-    """A landing-zone problem the user must fix (missing bucket, bad credentials...)."""
-
-
-class PreconditionFailed(LandingZoneError):
-    """A conditional write lost a race: the object changed (or appeared) since it was read."""
-
-
-class LandingZone(Protocol):
-    """What the pipelines need from a landing zone."""
-
-    uri: str
-
-    def list_keys(self, prefix: str = "") -> list[str]:
-        """Lists object keys under a prefix, sorted."""
-
-    def read_bytes(self, key: str) -> bytes:
-        """Reads one object."""
-
-    def write_bytes(self, key: str, data: bytes) -> None:
-        """Writes one object atomically (readers never see half a file)."""
-
-    def exists(self, key: str) -> bool:
-        """Whether an object exists."""
-
-    def delete(self, key: str) -> None:
-        """Deletes one object (no error when absent)."""
-
-    def read_versioned(self, key: str) -> tuple[bytes, str] | None:
-        """Reads an object and its version tag (ETag); None when absent."""
-
-    def write_conditional(self, key: str, data: bytes, if_match: str | None) -> str:
-        """Writes only if the object is still at version ``if_match`` (None: must not exist).
-
-        Returns:
-            The new version tag.
-
-        Raises:
-            PreconditionFailed: Someone else wrote the object in between.
-        """
 
 
 class LocalLandingZone:
@@ -161,29 +141,10 @@ def open_landing_zone(uri: str) -> LandingZone:
         The matching backend.
     """
     if uri.startswith("s3://"):
-        from churn_kfp.data import s3storage
-
-        return s3storage.open_s3_landing_zone(uri)
+        return open_s3_landing_zone(uri)
     if uri.startswith("file://"):
         uri = uri[len("file://") :]
     return LocalLandingZone(uri)
-
-
-@dataclass(frozen=True, order=True)
-class Partition:
-    """One data file of a partitioned table."""
-
-    year: int
-    month: int
-    day: int | None
-    key: str
-    table: str
-
-    @property
-    def period(self) -> str:
-        """``YYYY-MM`` or ``YYYY-MM-DD``."""
-        base = f"{self.year:04d}-{self.month:02d}"
-        return base if self.day is None else f"{base}-{self.day:02d}"
 
 
 def partition_key(

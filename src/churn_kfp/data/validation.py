@@ -36,18 +36,21 @@ goes through :func:`churn_kfp.data.contract.schema` (pandera), which also gives 
 dtypes: ``customer_id`` ``str``, time stamps ``datetime64[ns]`` (naive, UTC), amounts
 ``float``.
 
-CSV files are read as text (:func:`churn_kfp.data.storage.read_frame`); the tokens ``NA``,
-``N/A``, ``NaN``, ``null``, ``None`` (any case) and blanks count as missing, except in
-feedback text where only blank text is missing. Time stamps are ISO 8601
+CSV files are read as text (:func:`churn_kfp.data.storage.read_frame`); blanks and the
+tokens of :data:`churn_kfp.data.contract.INGESTION_NULL_TOKENS` (``NA``, ``N/A``, ``NaN``,
+``null``, ``None`` in their usual casings) count as missing, except in feedback text where
+only blank text is missing. Time stamps are ISO 8601
 (``2025-01-31 14:02:11``, ``2025-01-31``, ``2025-01-31T14:02:11Z``); offsets are
 converted to UTC.
+
+The report's per-table counters, quality score and warnings are built in
+:mod:`churn_kfp.data.ingest_report`.
 """
 
 from __future__ import annotations
 
 import io
 import re
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -60,19 +63,26 @@ from churn_kfp.data.contract import (
     AGE_RANGE,
     CUSTOMERS,
     FEEDBACK,
+    INGESTION_NULL_TOKENS,
     TABLES,
     TRANSACTIONS,
     TableContract,
     schema,
 )
-from churn_kfp.data.storage import (
-    LandingZone,
-    Partition,
-    discover_partitions,
-    read_frame,
-    table_keys,
-    table_prefix,
-)
+from churn_kfp.data.ingest_report import TableStats, collect_warnings, quality_score
+from churn_kfp.data.landing import LandingZone, Partition
+from churn_kfp.data.storage import discover_partitions, read_frame, table_keys, table_prefix
+
+__all__ = [
+    "MAX_BAD_SHARE",
+    "MIN_ROWS_FOR_OUTLIERS",
+    "OUTLIER_IQR_FACTOR",
+    "UNKNOWN",
+    "DataValidationError",
+    "IngestResult",
+    "ingest",
+    "outlier_upper_bound",
+]
 
 MAX_BAD_SHARE = 0.05
 """Largest share of a file's rows that may have unusable dates/amounts before it is rejected."""
@@ -83,12 +93,6 @@ OUTLIER_IQR_FACTOR = 10.0
 MIN_ROWS_FOR_OUTLIERS = 20
 """Below this many positive amounts the quartiles are too noisy: nothing is clipped."""
 
-LOW_VOLUME_FACTOR = 0.5
-"""A month with fewer rows than this share of the median month gets a warning."""
-
-TABLE_WEIGHTS = {TRANSACTIONS: 0.6, CUSTOMERS: 0.2, FEEDBACK: 0.2}
-"""Weights of the tables in the quality score."""
-
 UNKNOWN = "unknown"
 """Stands in for a missing categorical demographic."""
 
@@ -96,10 +100,6 @@ _DATE_COLUMNS = frozenset({"timestamp", "signup_date"})
 _NUMBER_COLUMNS = frozenset({"amount", "quantity", "age"})
 _FREE_TEXT_COLUMNS = frozenset({"text"})
 _CATEGORICAL_COLUMNS = ("gender", "location", "segment")
-_NULL_TOKENS = frozenset(
-    {"", "na", "n/a", "nan", "null", "none", "NA", "N/A", "NaN", "NAN", "Null", "NULL", "None"}
-    | {"NONE", "Nan", "N/a"}
-)
 _DEFECTS = "_defects"
 _SAMPLE = 10_000
 _PERIOD_RE = re.compile(r"^\d{4}-(0[1-9]|1[0-2])(-(0[1-9]|[12]\d|3[01]))?$")
@@ -160,74 +160,6 @@ class IngestResult:
         return stamps.min(), stamps.max()
 
 
-@dataclass
-class _TableStats:
-    """Counters of one table, filled while reading and cleaning."""
-
-    contract: TableContract
-    files: list[str] = field(default_factory=list)
-    rows_read: int = 0
-    rows_kept: int = 0
-    duplicates_removed: int = 0
-    missing: Counter = field(default_factory=Counter)
-    invalid: Counter = field(default_factory=Counter)
-    imputed: Counter = field(default_factory=Counter)
-    dropped: Counter = field(default_factory=Counter)
-    clipped: int = 0
-    upper_bound: float | None = None
-    returns: int = 0
-    rows_by_period: Counter = field(default_factory=Counter)
-    outside_by_file: dict[str, int] = field(default_factory=dict)
-    empty_files: list[str] = field(default_factory=list)
-    latin1_files: list[str] = field(default_factory=list)
-    extra_columns: set[str] = field(default_factory=set)
-    columns_seen: set[str] = field(default_factory=set)
-    kept_cell_defects: int = 0
-    last_file_rows: int = 0
-    date_range: tuple[pd.Timestamp, pd.Timestamp] | None = None
-
-    @property
-    def defect_share(self) -> float:
-        """Share of defective cells: see :func:`ingest`."""
-        n_columns = max(len(self.columns_seen), 1)
-        cells = self.rows_read * n_columns
-        if cells == 0:
-            return 0.0
-        removed = self.rows_read - self.rows_kept
-        return min(1.0, (self.kept_cell_defects + removed * n_columns) / cells)
-
-    def to_report(self) -> dict[str, Any]:
-        """Returns the JSON-serialisable report of the table."""
-        columns = [c for c in self.contract.columns if c in self.columns_seen]
-        report: dict[str, Any] = {
-            "present": bool(self.files),
-            "files": list(self.files),
-            "rows_read": int(self.rows_read),
-            "rows_kept": int(self.rows_kept),
-            "duplicates_removed": int(self.duplicates_removed),
-            "missing_by_column": {c: int(self.missing[c]) for c in columns},
-            "invalid_by_column": {c: int(self.invalid[c]) for c in columns},
-            "imputed": {c: int(n) for c, n in sorted(self.imputed.items()) if n},
-            "clipped_outliers": int(self.clipped),
-            "dropped": {reason: int(n) for reason, n in sorted(self.dropped.items()) if n},
-            "date_range": None
-            if self.date_range is None
-            else [_iso(self.date_range[0]), _iso(self.date_range[1])],
-            "empty_files": list(self.empty_files),
-            "ignored_columns": sorted(self.extra_columns),
-            "defect_share": round(self.defect_share, 6),
-        }
-        if self.contract.partitioned:
-            report["rows_by_period"] = dict(sorted(self.rows_by_period.items()))
-            report["rows_outside_partition"] = int(sum(self.outside_by_file.values()))
-        if self.contract.name == TRANSACTIONS:
-            report["returns"] = int(self.returns)
-            report["outlier_upper_bound"] = (
-                None if self.upper_bound is None else float(self.upper_bound)
-            )
-        return report
-
-
 def ingest(
     zone: LandingZone, periods: list[str] | None = None, until: str | None = None
 ) -> IngestResult:
@@ -260,7 +192,8 @@ def ingest(
         columns, transaction customers missing from the customers table).
 
         The quality score is ``1 - sum_t(w_t * d_t) / sum_t(w_t)`` over the tables ``t``
-        that have rows, with weights :data:`TABLE_WEIGHTS` (transactions 0.6, customers
+        that have rows, with weights
+        :data:`~churn_kfp.data.ingest_report.TABLE_WEIGHTS` (transactions 0.6, customers
         0.2, feedback 0.2) and ``d_t`` the table's defective share of cells::
 
             d_t = (defective cells of kept rows + removed rows * n_columns)
@@ -279,7 +212,7 @@ def ingest(
     periods = _check_periods(periods, until)
     warnings: list[str] = []
     files: list[str] = []
-    stats = {name: _TableStats(TABLES[name]) for name in (TRANSACTIONS, CUSTOMERS, FEEDBACK)}
+    stats = {name: TableStats(TABLES[name]) for name in (TRANSACTIONS, CUSTOMERS, FEEDBACK)}
 
     tx_parts = _select_partitions(zone, TRANSACTIONS, periods, until, warnings)
     if not tx_parts:
@@ -324,8 +257,8 @@ def ingest(
     if feedback is not None:
         feedback = _validated(feedback, FEEDBACK)
 
-    _collect_warnings(stats, periods, transactions, customers, warnings)
-    score = _quality_score(stats)
+    collect_warnings(stats, periods, transactions, customers, warnings)
+    score = quality_score(stats)
     months = sorted({f"{p.year:04d}-{p.month:02d}" for p in tx_parts})
     report: dict[str, Any] = {name: s.to_report() for name, s in stats.items()}
     report.update(
@@ -421,7 +354,7 @@ def _select_partitions(
 
 
 def _read_partitioned(
-    zone: LandingZone, partitions: list[Partition], stats: _TableStats, files: list[str]
+    zone: LandingZone, partitions: list[Partition], stats: TableStats, files: list[str]
 ) -> pd.DataFrame:
     frames = []
     for part in partitions:
@@ -436,7 +369,7 @@ def _read_partitioned(
 
 
 def _read_unpartitioned(
-    zone: LandingZone, keys: list[str], stats: _TableStats, files: list[str]
+    zone: LandingZone, keys: list[str], stats: TableStats, files: list[str]
 ) -> pd.DataFrame:
     frames = []
     for key in keys:
@@ -446,7 +379,7 @@ def _read_unpartitioned(
     return _concat(frames, stats)
 
 
-def _concat(frames: list[pd.DataFrame], stats: _TableStats) -> pd.DataFrame:
+def _concat(frames: list[pd.DataFrame], stats: TableStats) -> pd.DataFrame:
     columns = [c for c in stats.contract.columns if c in stats.columns_seen]
     if not frames:
         return pd.DataFrame({**{c: pd.Series(dtype=object) for c in columns}, _DEFECTS: []})
@@ -455,7 +388,7 @@ def _concat(frames: list[pd.DataFrame], stats: _TableStats) -> pd.DataFrame:
 
 
 def _read_file(
-    zone: LandingZone, key: str, stats: _TableStats, files: list[str]
+    zone: LandingZone, key: str, stats: TableStats, files: list[str]
 ) -> pd.DataFrame | None:
     """Reads one file with its column names normalised; ``None`` for an empty file."""
     stats.files.append(key)
@@ -550,7 +483,7 @@ def _missing_columns_error(
 # --- parsing one file ------------------------------------------------------------------
 
 
-def _parse_file(frame: pd.DataFrame, key: str, stats: _TableStats) -> pd.DataFrame:
+def _parse_file(frame: pd.DataFrame, key: str, stats: TableStats) -> pd.DataFrame:
     """Parses a file's contract columns; drops rows without a usable time stamp."""
     contract = stats.contract
     n = len(frame)
@@ -641,7 +574,7 @@ def _clean_text(raw: pd.Series, null_tokens: bool = True) -> pd.Series:
         values[present] = values[present].astype(str).str.strip()
     else:
         return pd.Series(np.nan, index=raw.index, dtype=object)
-    blank = values.isin(_NULL_TOKENS if null_tokens else ("",)).to_numpy()
+    blank = values.isin(INGESTION_NULL_TOKENS if null_tokens else ("",)).to_numpy()
     if blank.any():
         values = values.where(~blank, np.nan)
     return values
@@ -704,7 +637,7 @@ def _to_utc(text: pd.Series) -> pd.Series:
     return parsed.dt.tz_localize(None).astype("datetime64[ns]")
 
 
-def _count_outside(frame: pd.DataFrame, part: Partition, stats: _TableStats) -> None:
+def _count_outside(frame: pd.DataFrame, part: Partition, stats: TableStats) -> None:
     """Counts rows dated outside their file's period (late-arriving data)."""
     column = stats.contract.time_column
     if frame.empty or column not in frame:
@@ -721,7 +654,7 @@ def _count_outside(frame: pd.DataFrame, part: Partition, stats: _TableStats) -> 
 # --- cleaning whole tables -------------------------------------------------------------
 
 
-def _drop(frame: pd.DataFrame, mask: pd.Series | np.ndarray, stats: _TableStats, reason: str):
+def _drop(frame: pd.DataFrame, mask: pd.Series | np.ndarray, stats: TableStats, reason: str):
     mask = np.asarray(mask, dtype=bool)
     n = int(mask.sum())
     if n:
@@ -730,7 +663,7 @@ def _drop(frame: pd.DataFrame, mask: pd.Series | np.ndarray, stats: _TableStats,
     return frame
 
 
-def _drop_duplicates(frame: pd.DataFrame, stats: _TableStats) -> pd.DataFrame:
+def _drop_duplicates(frame: pd.DataFrame, stats: TableStats) -> pd.DataFrame:
     columns = [c for c in frame.columns if c != _DEFECTS]
     duplicated = frame.duplicated(subset=columns, keep="first").to_numpy()
     stats.duplicates_removed += int(duplicated.sum())
@@ -739,7 +672,7 @@ def _drop_duplicates(frame: pd.DataFrame, stats: _TableStats) -> pd.DataFrame:
     return frame
 
 
-def _finish(frame: pd.DataFrame, stats: _TableStats, time_column: str | None) -> pd.DataFrame:
+def _finish(frame: pd.DataFrame, stats: TableStats, time_column: str | None) -> pd.DataFrame:
     stats.rows_kept = len(frame)
     stats.kept_cell_defects = int(frame[_DEFECTS].sum()) if len(frame) else 0
     frame = frame.drop(columns=_DEFECTS)
@@ -748,7 +681,7 @@ def _finish(frame: pd.DataFrame, stats: _TableStats, time_column: str | None) ->
     return frame
 
 
-def _clean_transactions(frame: pd.DataFrame, stats: _TableStats) -> pd.DataFrame:
+def _clean_transactions(frame: pd.DataFrame, stats: TableStats) -> pd.DataFrame:
     frame = _drop(frame, frame["customer_id"].isna(), stats, "missing_customer_id")
     frame = _drop_duplicates(frame, stats)
     amount = frame["amount"]
@@ -775,7 +708,7 @@ def _clean_transactions(frame: pd.DataFrame, stats: _TableStats) -> pd.DataFrame
     return _finish(frame, stats, "timestamp")
 
 
-def _clean_customers(frame: pd.DataFrame, stats: _TableStats, warnings: list[str]) -> pd.DataFrame:
+def _clean_customers(frame: pd.DataFrame, stats: TableStats, warnings: list[str]) -> pd.DataFrame:
     frame = _drop(frame, frame["customer_id"].isna(), stats, "missing_customer_id")
     frame = _drop_duplicates(frame, stats)
     superseded = frame.duplicated(subset=["customer_id"], keep="last")
@@ -802,7 +735,7 @@ def _clean_customers(frame: pd.DataFrame, stats: _TableStats, warnings: list[str
     return _finish(frame, stats, "signup_date")
 
 
-def _clean_feedback(frame: pd.DataFrame, stats: _TableStats) -> pd.DataFrame:
+def _clean_feedback(frame: pd.DataFrame, stats: TableStats) -> pd.DataFrame:
     frame = _drop(frame, frame["customer_id"].isna(), stats, "missing_customer_id")
     frame = _drop_duplicates(frame, stats)
     frame = _drop(frame, frame["text"].isna(), stats, "missing_text")
@@ -820,78 +753,3 @@ def _validated(frame: pd.DataFrame, table: str) -> pd.DataFrame:
         raise DataValidationError(
             None, column, f"{table} fails the data contract after cleaning: {detail}"
         ) from exc
-
-
-# --- report ----------------------------------------------------------------------------
-
-
-def _quality_score(stats: dict[str, _TableStats]) -> float:
-    weighted = total = 0.0
-    for name, table in stats.items():
-        if table.rows_read:
-            weighted += TABLE_WEIGHTS[name] * table.defect_share
-            total += TABLE_WEIGHTS[name]
-    if total == 0:
-        return 1.0
-    return round(max(0.0, 1.0 - weighted / total), 6)
-
-
-def _collect_warnings(
-    stats: dict[str, _TableStats],
-    periods: list[str] | None,
-    transactions: pd.DataFrame,
-    customers: pd.DataFrame | None,
-    warnings: list[str],
-) -> None:
-    for name, table in stats.items():
-        if table.empty_files:
-            warnings.append(
-                f"{name}: {len(table.empty_files)} empty file(s): "
-                f"{', '.join(table.empty_files[:3])}{', ...' if len(table.empty_files) > 3 else ''}"
-            )
-        if table.latin1_files:
-            warnings.append(
-                f"{name}: {len(table.latin1_files)} file(s) are not UTF-8 and were read as "
-                f"Latin-1: {', '.join(table.latin1_files[:3])}"
-            )
-        if table.extra_columns:
-            warnings.append(
-                f"{name}: ignored columns not in the contract: {sorted(table.extra_columns)}"
-            )
-        if table.outside_by_file:
-            examples = ", ".join(f"{k} ({n})" for k, n in list(table.outside_by_file.items())[:3])
-            warnings.append(
-                f"{name}: {sum(table.outside_by_file.values())} row(s) are dated outside their "
-                f"file's period (late-arriving data, kept): {examples}"
-            )
-        if not table.contract.partitioned or not table.rows_by_period:
-            continue
-        months = sorted(table.rows_by_period)
-        if periods is None:
-            expected = pd.period_range(months[0], months[-1], freq="M").strftime("%Y-%m")
-            gaps = [m for m in expected if m not in table.rows_by_period]
-            if gaps:
-                warnings.append(f"{name}: no files for month(s) {', '.join(gaps)}")
-        if len(months) >= 3:
-            counts = pd.Series(table.rows_by_period)
-            median = float(counts.median())
-            for month, count in counts.items():
-                if count < LOW_VOLUME_FACTOR * median:
-                    warnings.append(
-                        f"{name}: month {month} has {int(count)} rows, far fewer than the "
-                        f"median of {median:g} over {len(months)} months "
-                        "(partial or late delivery?)"
-                    )
-    if customers is not None:
-        unknown = pd.Index(transactions["customer_id"].unique()).difference(
-            pd.Index(customers["customer_id"])
-        )
-        if len(unknown):
-            warnings.append(
-                f"transactions: {len(unknown)} customer id(s) are not in the customers table "
-                f"(e.g. {unknown[0]!r})"
-            )
-
-
-def _iso(value: pd.Timestamp) -> str | None:
-    return None if pd.isna(value) else pd.Timestamp(value).isoformat()
