@@ -1,7 +1,7 @@
 """Components of the retraining loop: new-data check, monitoring, decision, commit.
 
-Each one is a thin wrapper around :mod:`churn_kfp.loop.monitoring`, :mod:`churn_kfp.loop.drift` and
-:mod:`churn_kfp.loop.decision`. Only :func:`finalize_period` (and :func:`record_skip`) write the
+Each one is a thin wrapper around the modules of :mod:`churn_kfp.loop` (periods, monitor,
+decision, finalize). Only :func:`finalize_period` (and :func:`record_skip`) write the
 loop's state, and the ledger mark is the last write of a period: a run that fails anywhere
 leaves the period pending for the next run.
 
@@ -42,22 +42,25 @@ def check_new_data(
 
     from churn_kfp.core.config import Settings
     from churn_kfp.data.storage import open_landing_zone
-    from churn_kfp.loop import monitoring
+    from churn_kfp.loop.failpoints import fail_if_requested
+    from churn_kfp.loop.periods import PeriodPlan, plan_period
     from churn_kfp.registry import register as registry
+    from churn_kfp.registry.champion import champion_version
+    from churn_kfp.registry.lineage import covered_month
 
-    monitoring.fail_if_requested("check-new-data")
+    fail_if_requested("check-new-data")
     settings = Settings.from_env()
     zone = open_landing_zone(landing_zone or settings.landing_zone)
     registry.connect(tracking_uri or settings.tracking_uri, settings.artifact_root)
-    current = monitoring.champion_version(model_name)
+    current = champion_version(model_name)
     if current is None:
-        plan = monitoring.PeriodPlan(
+        plan = PeriodPlan(
             has_new=False,
             reason=f"no champion of {model_name!r} yet: run the training pipeline first",
         )
     else:
         version, tags = current
-        plan = monitoring.plan_period(zone, monitoring.covered_month(tags), period or None)
+        plan = plan_period(zone, covered_month(tags), period or None)
     print(f"new-data check: {plan.reason}")
     outputs = namedtuple("CheckOutputs", ["has_new", "period", "new_cutoff", "plan"])
     return outputs(plan.has_new, plan.period, plan.new_cutoff, json.dumps(plan.to_dict()))
@@ -114,21 +117,24 @@ def score_and_monitor(
 
     from churn_kfp.core.config import Settings
     from churn_kfp.data.storage import open_landing_zone
-    from churn_kfp.loop import monitoring as mon
+    from churn_kfp.loop.failpoints import fail_if_requested
+    from churn_kfp.loop.monitor import monitor
+    from churn_kfp.loop.periods import PeriodPlan
     from churn_kfp.registry import register as registry
+    from churn_kfp.registry.champion import load_champion
 
-    mon.fail_if_requested("score-and-monitor")
+    fail_if_requested("score-and-monitor")
     settings = Settings.from_env()
     zone = open_landing_zone(landing_zone or settings.landing_zone)
     registry.connect(tracking_uri or settings.tracking_uri, settings.artifact_root)
-    champion = mon.load_champion(model_name)
+    champion = load_champion(model_name)
     if champion is None:
         raise RuntimeError(f"no champion of {model_name!r}: run the training pipeline first")
     cust = pd.read_parquet(customers.path)
     fb = pd.read_parquet(scored_feedback.path)
-    summary = mon.monitor(
+    summary = monitor(
         zone=zone,
-        plan=mon.PeriodPlan.from_dict(json.loads(plan)),
+        plan=PeriodPlan.from_dict(json.loads(plan)),
         champion=champion,
         transactions=pd.read_parquet(transactions.path),
         customers=cust if len(cust) else None,
@@ -204,9 +210,9 @@ def decide_retraining(
     from collections import namedtuple
 
     from churn_kfp.loop import decision as dec
-    from churn_kfp.loop import monitoring
+    from churn_kfp.loop.failpoints import fail_if_requested
 
-    monitoring.fail_if_requested("decide-retraining")
+    fail_if_requested("decide-retraining")
     result = dec.decide(
         dec.Signals.from_summary(json.loads(summary)),
         dec.Policy(
@@ -259,16 +265,18 @@ def finalize_period(
 
     from churn_kfp.core.config import Settings
     from churn_kfp.data.storage import open_landing_zone
-    from churn_kfp.loop import monitoring as mon
+    from churn_kfp.loop.failpoints import fail_if_requested
+    from churn_kfp.loop.finalize import finalize
+    from churn_kfp.loop.periods import PeriodPlan
     from churn_kfp.registry import register as registry
 
-    mon.fail_if_requested("finalize-period")
+    fail_if_requested("finalize-period")
     settings = Settings.from_env()
     zone = open_landing_zone(landing_zone or settings.landing_zone)
     experiment_id = registry.connect(tracking_uri or settings.tracking_uri, settings.artifact_root)
-    summary = mon.finalize(
+    summary = finalize(
         zone=zone,
-        plan=mon.PeriodPlan.from_dict(json.loads(plan)),
+        plan=PeriodPlan.from_dict(json.loads(plan)),
         monitoring_dir=monitoring.path,
         decision=json.loads(decision),
         registration=json.loads(registration) if registration else None,
@@ -304,12 +312,13 @@ def record_skip(
 
     from churn_kfp.core.config import Settings
     from churn_kfp.data.storage import open_landing_zone
-    from churn_kfp.loop import monitoring as mon
+    from churn_kfp.loop import finalize
+    from churn_kfp.loop.periods import PeriodPlan
 
     zone = open_landing_zone(landing_zone or Settings.from_env().landing_zone)
-    record = mon.record_skip(
+    record = finalize.record_skip(
         zone,
-        mon.PeriodPlan.from_dict(json.loads(plan)),
+        PeriodPlan.from_dict(json.loads(plan)),
         {"pipeline": pipeline_name, "pipeline_run_id": pipeline_run_id, "run_tag": run_tag},
     )
     print(f"skipped: {record['reason']}")

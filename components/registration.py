@@ -56,9 +56,10 @@ def register_model(
     from churn_kfp.core.columns import SPLIT, TEST, feature_columns
     from churn_kfp.core.config import Settings
     from churn_kfp.learn import training
-    from churn_kfp.loop import monitoring
+    from churn_kfp.loop.reference import reference_sample
     from churn_kfp.registry import lineage
     from churn_kfp.registry import register as registry
+    from churn_kfp.registry.gate import GateConfig
 
     settings = Settings.from_env()
     registry.connect(tracking_uri or settings.tracking_uri, settings.artifact_root)
@@ -79,7 +80,7 @@ def register_model(
     test_frame = table[table[SPLIT] == TEST]
     # A sample of the labelled rows: the reference of the retraining loop's drift checks.
     reference_path = os.path.join(tempfile.mkdtemp(prefix="reference-"), "reference.parquet")
-    monitoring.reference_sample(table).to_parquet(reference_path, index=False)
+    reference_sample(table).to_parquet(reference_path, index=False)
     summary = registry.register_and_decide(
         candidate.pipeline,
         test_frame=test_frame,
@@ -99,7 +100,7 @@ def register_model(
             "reference": reference_path,
         },
         lineage=tags,
-        gate_config=registry.GateConfig(
+        gate_config=GateConfig(
             min_f1=min_f1,
             min_roc_auc=min_roc_auc,
             max_train_test_gap=max_train_test_gap,

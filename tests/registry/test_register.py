@@ -1,4 +1,4 @@
-"""Tests of churn_kfp.registry.register against a real MLflow (SQLite tracking DB + file artifacts).
+"""Tests of registration and the champion against a real MLflow (SQLite DB + file artifacts).
 
 One tracking DB per module (MLflow's schema creation costs seconds); every test that touches
 the champion alias uses its own registered model name, so the tests stay independent.
@@ -30,6 +30,9 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from churn_kfp.core.columns import CUSTOMER_ID, LABEL, SPLIT
 from churn_kfp.core.config import CHAMPION_ALIAS
 from churn_kfp.registry import register as registry
+from churn_kfp.registry.champion import champion, load_champion
+from churn_kfp.registry.contract import MissingInputColumnsError
+from churn_kfp.registry.gate import GateConfig, metric_value
 
 mlflow = pytest.importorskip("mlflow")
 from mlflow import MlflowClient  # noqa: E402
@@ -48,7 +51,7 @@ LINEAGE = {
     "pipeline_run_id": "run-42",
     "not_known": None,
 }
-OPEN_GATE = registry.GateConfig(min_f1=None, min_roc_auc=None, max_train_test_gap=None)
+OPEN_GATE = GateConfig(min_f1=None, min_roc_auc=None, max_train_test_gap=None)
 
 
 def make_frame(n: int, seed: int) -> pd.DataFrame:
@@ -151,7 +154,7 @@ def tracking(tmp_path_factory):
 def metrics_of(pipeline, frame: pd.DataFrame, threshold: float = 0.5) -> dict[str, float]:
     proba = pipeline.predict_proba(frame[NUMERIC + CATEGORICAL])[:, 1]
     y = frame[LABEL]
-    return {m: registry.metric_value(m, y, proba, threshold) for m in ("f1", "roc_auc")}
+    return {m: metric_value(m, y, proba, threshold) for m in ("f1", "roc_auc")}
 
 
 def decide(pipeline, data, tmp_path, model_name, *, gate=OPEN_GATE, threshold=0.5, **overrides):
@@ -177,83 +180,16 @@ def decide(pipeline, data, tmp_path, model_name, *, gate=OPEN_GATE, threshold=0.
 
 
 def alias_version(model_name: str) -> str | None:
-    current = registry.champion(model_name)
+    current = champion(model_name)
     return None if current is None else str(current.version)
 
 
 # ------------------------------------------------------------------------------ pure functions
 
 
-@pytest.mark.parametrize(
-    ("candidate", "champion", "margin", "promote"),
-    [
-        (0.60, None, 0.0, True),  # no champion yet
-        (0.10, None, 0.05, True),  # no champion: margin is irrelevant
-        (0.80, 0.70, 0.0, True),  # better
-        (0.70, 0.80, 0.0, False),  # worse
-        (0.75, 0.75, 0.0, False),  # tie keeps the champion
-        (0.76, 0.75, 0.02, False),  # better, but not by the margin
-        (0.78, 0.75, 0.02, True),  # better by more than the margin
-        (0.77, 0.75, 0.02, False),  # exactly the margin is still a tie
-        (float("nan"), 0.75, 0.0, False),  # candidate metric undefined
-        (0.75, float("nan"), 0.0, True),  # champion metric undefined
-    ],
-)
-def test_compare_with_champion(candidate, champion, margin, promote):
-    decision = registry.compare_with_champion(candidate, champion, margin, metric="f1")
-    assert decision.promote is promote
-    assert decision.reason
-
-
-def test_compare_with_champion_reason_names_the_metric():
-    reason = registry.compare_with_champion(0.5, 0.6, 0.0, metric="f1").reason
-    assert "f1" in reason and "champion kept" in reason
-
-
-@pytest.mark.parametrize(
-    ("metrics", "gap", "passed", "fragments"),
-    [
-        ({"f1": 0.8, "roc_auc": 0.9}, 0.05, True, []),
-        ({"f1": 0.8, "roc_auc": 0.9}, None, True, []),  # gap unknown: not checked
-        ({"f1": 0.4, "roc_auc": 0.9}, 0.05, False, ["test f1"]),
-        ({"f1": 0.8, "roc_auc": 0.6}, 0.05, False, ["test roc_auc"]),
-        ({"f1": 0.8, "roc_auc": 0.9}, 0.30, False, ["overfitting"]),
-        ({"roc_auc": 0.9}, 0.0, False, ["f1 is missing"]),
-        ({"f1": float("nan"), "roc_auc": 0.9}, 0.0, False, ["f1 is missing"]),
-        ({"f1": 0.1, "roc_auc": 0.1}, 0.9, False, ["test f1", "test roc_auc", "overfitting"]),
-    ],
-)
-def test_gate(metrics, gap, passed, fragments):
-    result = registry.gate(metrics, gap, registry.GateConfig())
-    assert result.passed is passed
-    assert len(result.reasons) == len(fragments)
-    for reason, fragment in zip(result.reasons, fragments, strict=True):
-        assert fragment in reason
-
-
-def test_gate_checks_can_be_disabled():
-    assert registry.gate({}, 5.0, OPEN_GATE).passed
-
-
-def test_gate_config_rejects_unknown_metric_and_negative_margin():
-    with pytest.raises(ValueError, match="metric"):
-        registry.GateConfig(metric="mse")
-    with pytest.raises(ValueError, match="margin"):
-        registry.GateConfig(promotion_margin=-0.1)
-
-
 def test_flatten_uses_dotted_names_and_skips_none():
     nested = {"a": {"b": 1, "c": None, "d": {"e": "x"}}, "f": None, "g": 2.5}
     assert registry.flatten(nested) == {"a.b": 1, "a.d.e": "x", "g": 2.5}
-
-
-def test_positive_class_proba_shapes():
-    two = np.array([[0.9, 0.1], [0.2, 0.8]])
-    np.testing.assert_array_equal(registry.positive_class_proba(two), [0.1, 0.8])
-    np.testing.assert_array_equal(registry.positive_class_proba(two[:, 1:]), [0.1, 0.8])
-    np.testing.assert_array_equal(registry.positive_class_proba(pd.DataFrame(two)), [0.1, 0.8])
-    with pytest.raises(ValueError):
-        registry.positive_class_proba(np.zeros((2, 3)))
 
 
 def test_import_has_no_side_effects():
@@ -318,18 +254,18 @@ def first(tracking, models, data, tmp_path_factory):
         data,
         tmp,
         "churn-first",
-        gate=registry.GateConfig(),
+        gate=GateConfig(),
         threshold=0.42,
         artifacts={"reports": tmp / "plots", "data": tmp / "schema.json"},
     )
 
 
 def test_champion_is_none_without_model_or_alias(tracking, models, data):
-    assert registry.champion("no-such-model") is None
-    assert registry.score_champion(data[1], "no-such-model") is None
+    assert champion("no-such-model") is None
+    assert load_champion("no-such-model") is None
     client = MlflowClient()
     client.create_registered_model("no-alias-yet")
-    assert registry.champion("no-alias-yet") is None
+    assert champion("no-alias-yet") is None
 
 
 def test_first_registration_becomes_champion(first):
@@ -394,7 +330,10 @@ def test_artifact_uri_exists_on_disk(first, tracking):
     assert (path / "model.skops").is_file()
     requirements = (path / "requirements.txt").read_text()
     assert "scikit-learn==" in requirements and "mlflow==" in requirements
-    assert registry.artifact_location(first["model_version"], "churn-first") == uri
+    # the registered version leads to the same files (MLflow 3: its source is models:/m-<id>)
+    version = MlflowClient().get_model_version("churn-first", first["model_version"])
+    model_id = version.model_id or version.source.removeprefix("models:/")
+    assert mlflow.get_logged_model(model_id).artifact_location == uri
 
 
 def test_signature_has_the_feature_columns_only(first):
@@ -425,8 +364,9 @@ def test_loaded_pyfunc_matches_in_memory_predict_proba(kind, tracking, models, d
     assert isinstance(served, np.ndarray) and served.shape == (len(test), 2)
     np.testing.assert_allclose(served, expected, rtol=0, atol=1e-9)
     registry.promote(result.version, f"churn-roundtrip-{kind}", reason="test")
-    version, proba = registry.score_champion(test, f"churn-roundtrip-{kind}")  # extra columns
-    assert version == result.version
+    loaded = load_champion(f"churn-roundtrip-{kind}")
+    assert loaded.version == result.version and loaded.threshold == 0.5
+    proba = loaded.score(test)  # extra columns are left out
     np.testing.assert_allclose(proba, expected[:, 1], rtol=0, atol=1e-9)
 
 
@@ -477,7 +417,7 @@ def test_champion_is_scored_with_its_own_threshold(tracking, models, data, tmp_p
 def test_gate_failure_leaves_the_alias_even_for_a_better_model(tracking, models, data, tmp_path):
     name = "churn-gate"
     decide(models["bad"], data, tmp_path, name)
-    strict = registry.GateConfig(min_f1=0.99)
+    strict = GateConfig(min_f1=0.99)
     second = decide(models["good"], data, tmp_path, name, gate=strict)
     assert second["gate"]["passed"] is False
     assert "test f1" in second["gate"]["reasons"][0]
@@ -488,7 +428,7 @@ def test_gate_failure_leaves_the_alias_even_for_a_better_model(tracking, models,
     assert MlflowClient().get_model_version(name, "2").tags["decision.gate_passed"] == "false"
 
 
-@pytest.mark.parametrize("target", ["_score_version", "compare_with_champion", "_record_decision"])
+@pytest.mark.parametrize("target", ["load_version", "compare_with_champion", "_record_decision"])
 def test_exception_before_promotion_leaves_the_alias(
     target, tracking, models, data, tmp_path, monkeypatch
 ):
@@ -525,8 +465,8 @@ def test_champion_missing_columns_is_replaced(tracking, models, data, tmp_path):
     )
     pipeline = Pipeline([("pre", pre), ("clf", LogisticRegression(max_iter=500))])
     pipeline.fit(new_train[numeric + CATEGORICAL], new_train[LABEL])
-    with pytest.raises(registry.ChampionIncompatibleError, match="sentiment_mean"):
-        registry.score_champion(new_test, name)
+    with pytest.raises(MissingInputColumnsError, match="sentiment_mean"):
+        load_champion(name).score(new_test)
     result = decide(
         pipeline,
         (new_train, new_test),
@@ -551,14 +491,14 @@ def test_bad_inputs_fail_before_anything_is_registered(tracking, models, data, t
         registry.log_and_register(models["good"], artifacts={"x": tmp_path / "nope"}, **common)
     with pytest.raises(ValueError, match="threshold"):
         registry.log_and_register(models["good"], artifacts={}, **{**common, "threshold": 1.5})
-    assert registry.champion(name) is None
+    assert champion(name) is None
     assert MlflowClient().search_model_versions(f"name='{name}'") == []
 
 
-def test_version_summary(first):
-    summary = registry.version_summary(first["model_version"], "churn-first")
-    assert summary["aliases"] == [CHAMPION_ALIAS]
-    assert summary["tags"]["git_commit"] == LINEAGE["git_commit"]
-    assert math.isclose(summary["metrics"]["test.f1"], first["candidate_metric"])
-    assert summary["artifact_uri"] == first["artifact_uri"]
-    json.dumps(summary)
+def test_the_champion_version_holds_the_alias_and_its_run_the_metrics(first):
+    client = MlflowClient()
+    version = client.get_model_version("churn-first", first["model_version"])
+    assert sorted(version.aliases) == [CHAMPION_ALIAS]
+    assert version.tags["git_commit"] == LINEAGE["git_commit"]
+    run = client.get_run(version.run_id)
+    assert math.isclose(run.data.metrics["test.f1"], first["candidate_metric"])

@@ -28,6 +28,26 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+__all__ = [
+    "CHAMPION_KEPT",
+    "DEGRADATION",
+    "DRIFT",
+    "FORCED",
+    "PREDICTION_DRIFT",
+    "PROMOTION",
+    "SKIPPED",
+    "WEBHOOK_KINDS",
+    "Policy",
+    "RetrainDecision",
+    "Signals",
+    "build_alerts",
+    "decide",
+    "log_alerts",
+    "notify",
+    "post_webhook",
+    "skip_alert",
+]
+
 logger = logging.getLogger(__name__)
 
 DEGRADATION = "degradation"
@@ -38,7 +58,6 @@ PROMOTION = "promotion"
 CHAMPION_KEPT = "champion_kept"
 SKIPPED = "skipped"
 
-ALERT_KINDS = (DEGRADATION, DRIFT, PREDICTION_DRIFT, FORCED, PROMOTION, CHAMPION_KEPT, SKIPPED)
 WEBHOOK_KINDS = frozenset({DEGRADATION, DRIFT, PREDICTION_DRIFT, PROMOTION})
 """Alert kinds posted to the webhook (skips and routine outcomes are only recorded)."""
 

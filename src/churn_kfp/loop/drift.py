@@ -48,6 +48,27 @@ import pandas as pd
 
 from churn_kfp.core import columns
 
+__all__ = [
+    "CAT_METHOD",
+    "DRIFTED_COLUMNS_COUNT",
+    "DRIFT_SCORE_THRESHOLD",
+    "FAIL",
+    "HISTORY_DEPENDENT",
+    "HISTORY_DEPENDENT_PREFIXES",
+    "MAX_MONITORED_HALF_LIFE_DAYS",
+    "NUM_METHOD",
+    "PREDICTION_COLUMN",
+    "VALUE_DRIFT",
+    "ColumnDrift",
+    "DriftResult",
+    "feature_drift",
+    "is_history_dependent",
+    "monitored_columns",
+    "parse_snapshot",
+    "save_html",
+    "target_drift",
+]
+
 NUM_METHOD = "wasserstein"
 CAT_METHOD = "jensenshannon"
 DRIFT_SCORE_THRESHOLD = 0.1
@@ -153,7 +174,7 @@ def is_history_dependent(name: str) -> bool:
     if name in HISTORY_DEPENDENT or name.startswith(HISTORY_DEPENDENT_PREFIXES):
         return True
     decayed = _DECAYED.match(name)
-    return bool(decayed) and int(decayed.group(1)) > MAX_MONITORED_HALF_LIFE_DAYS
+    return decayed is not None and int(decayed.group(1)) > MAX_MONITORED_HALF_LIFE_DAYS
 
 
 def _definition(frame: pd.DataFrame, names: Sequence[str], categorical: Sequence[str] = ()):
@@ -225,10 +246,12 @@ def feature_drift(
     ]
     if not names:
         return None, DriftResult(note="no monitored feature columns in both frames")
-    use_prediction = bool(
-        prediction_column and prediction_column in reference and prediction_column in current
+    prediction = (
+        prediction_column
+        if prediction_column and prediction_column in reference and prediction_column in current
+        else None
     )
-    all_names = [*names, prediction_column] if use_prediction else list(names)
+    all_names = [*names, prediction] if prediction else list(names)
     reference, current = _sample(reference, max_rows, seed), _sample(current, max_rows, seed)
     categorical = [c for c in names if not pd.api.types.is_numeric_dtype(reference[c].dtype)]
     ref = _prepare(reference, all_names, categorical)
@@ -242,14 +265,14 @@ def feature_drift(
             cat_threshold=DRIFT_SCORE_THRESHOLD,
         )
     ]
-    if use_prediction:
+    if prediction:
         metrics.append(
-            ValueDrift(column=prediction_column, method=NUM_METHOD, threshold=DRIFT_SCORE_THRESHOLD)
+            ValueDrift(column=prediction, method=NUM_METHOD, threshold=DRIFT_SCORE_THRESHOLD)
         )
     snapshot = _run(
         Report(metrics, include_tests=True), cur, ref, _definition(ref, all_names, categorical)
     )
-    result = parse_snapshot(snapshot.dict(), names, prediction_column if use_prediction else None)
+    result = parse_snapshot(snapshot.dict(), names, prediction)
     result.rows = {"reference": len(ref), "current": len(cur)}
     return snapshot, result
 

@@ -14,6 +14,8 @@ import time
 from churn_kfp.data.contract import TRANSACTIONS
 from churn_kfp.data.storage import LandingZone, Partition, PreconditionFailed, discover_partitions
 
+__all__ = ["LEDGER_KEY", "mark_processed", "pending_partitions", "read_ledger"]
+
 LEDGER_KEY = "state/ledger.json"
 
 

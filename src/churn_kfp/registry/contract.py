@@ -1,17 +1,31 @@
 """The model contract: what a registered churn model promises its callers.
 
 Every model version carries its decision threshold as a tag; P(churn) is column 1 of
-``predict_proba`` (or the single column of a probability vector). Registration, champion
-scoring, batch scoring and serving all read the contract from here.
+``predict_proba`` (or the single column of a probability vector); the model takes the input
+columns its signature names. Registration, champion scoring, batch scoring and serving all
+read the contract from here. Nothing here imports MLflow: :func:`score_rows` works on an
+already loaded ``mlflow.pyfunc`` model.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-__all__ = ["DEFAULT_THRESHOLD", "THRESHOLD_TAG", "parse_threshold", "positive_class_proba"]
+from churn_kfp.core.columns import feature_columns
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = [
+    "DEFAULT_THRESHOLD",
+    "THRESHOLD_TAG",
+    "MissingInputColumnsError",
+    "parse_threshold",
+    "positive_class_proba",
+    "score_rows",
+]
 
 THRESHOLD_TAG = "threshold"
 """Model-version tag holding the decision threshold tuned on validation."""
@@ -48,3 +62,40 @@ def positive_class_proba(output: Any) -> np.ndarray:
     if values.ndim == 1:
         return values
     raise ValueError(f"cannot read churn probabilities from output of shape {values.shape}")
+
+
+class MissingInputColumnsError(ValueError):
+    """A model cannot score the given rows: its input schema needs columns they lack."""
+
+
+def score_rows(model: Any, frame: pd.DataFrame, *, model_name: str, version: str) -> np.ndarray:
+    """P(churn) of each row through a loaded ``mlflow.pyfunc`` model, as it is served.
+
+    Only the model's input columns are passed (the signature's names, else every non-meta
+    column), so id, split and label columns may stay in ``frame``.
+
+    Args:
+        model: A loaded ``mlflow.pyfunc`` model.
+        frame: Rows to score.
+        model_name: Registered model name (for the error message).
+        version: Its version (for the error message).
+
+    Returns:
+        A float64 array of shape ``(len(frame),)``; empty for an empty frame.
+
+    Raises:
+        MissingInputColumnsError: ``frame`` lacks columns the model's schema requires.
+    """
+    if frame.empty:
+        return np.zeros(0, dtype=float)
+    schema = model.metadata.get_input_schema()
+    if schema is not None and schema.has_input_names():
+        missing = [c for c in schema.required_input_names() if c not in frame.columns]
+        if missing:
+            raise MissingInputColumnsError(
+                f"{model_name} version {version} needs columns missing from the rows: {missing}"
+            )
+        inputs = frame[[c for c in schema.input_names() if c in frame.columns]]
+    else:
+        inputs = frame[feature_columns(frame.columns)]
+    return positive_class_proba(model.predict(inputs))

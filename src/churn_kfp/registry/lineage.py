@@ -1,4 +1,8 @@
-"""Data lineage recorded on every registered model version."""
+"""Data lineage: the tags recorded on every registered model version, and read back.
+
+:func:`lineage_tags` builds them at registration; :func:`covered_month` reads from them the
+last month a version's training data covered (where the retraining loop starts).
+"""
 
 from __future__ import annotations
 
@@ -6,11 +10,14 @@ import hashlib
 import json
 import os
 import subprocess
+from collections.abc import Mapping
 from pathlib import Path
 
 import pandas as pd
 
 from churn_kfp.core.columns import CUTOFF, SPLIT
+
+__all__ = ["covered_month", "data_hash", "git_commit", "lineage_tags"]
 
 
 def data_hash(frame: pd.DataFrame) -> str:
@@ -78,3 +85,32 @@ def lineage_tags(
         if "quality_score" in report:
             tags["quality_score"] = f"{float(report['quality_score']):.4f}"
     return tags
+
+
+def covered_month(tags: Mapping[str, str] | None) -> str | None:
+    """The last month a model version's training data covered, from its lineage tags.
+
+    Prefers ``data_end``; otherwise the data must have reached the end of the test cutoff's
+    label window (``test_cutoff + horizon_days - 1 day``).
+
+    Args:
+        tags: Model-version tags (see :func:`lineage_tags`).
+
+    Returns:
+        ``YYYY-MM``, or ``None`` when the tags do not say.
+    """
+    tags = tags or {}
+    end = tags.get("data_end")
+    if end:
+        try:
+            return str(pd.Timestamp(end).to_period("M"))
+        except ValueError:
+            pass
+    test, horizon = tags.get("test_cutoff"), tags.get("horizon_days")
+    if test and horizon:
+        try:
+            last = pd.Timestamp(test) + pd.Timedelta(days=int(float(horizon)) - 1)
+        except ValueError:
+            return None
+        return str(last.to_period("M"))
+    return None

@@ -1,15 +1,18 @@
-"""MLflow tracking and model registry: log a candidate, gate it, crown the champion.
+"""MLflow tracking and model registration: log a candidate, gate it, crown the champion.
 
 One training run becomes one MLflow run and one new version of the registered model
 :data:`~churn_kfp.core.config.MODEL_NAME`. The version that serves is the one the alias
 :data:`~churn_kfp.core.config.CHAMPION_ALIAS` points to (aliases, not the deprecated stages).
-:func:`register_and_decide` is the whole registration step of the pipelines:
+:func:`connect` points MLflow at the tracking server; :func:`register_and_decide` is the
+whole registration step of the pipelines:
 
 1. :func:`log_and_register` logs params, metrics, artifacts and the model, and registers a
    new version tagged with its lineage, tuned threshold and metric summary;
-2. :func:`gate` checks absolute quality (minimum F1 / ROC AUC, maximum train-test gap);
-3. the current champion scores the same test rows (with its own tuned threshold) and
-   :func:`compare_with_champion` decides; ties keep the champion;
+2. :func:`~churn_kfp.registry.gate.gate` checks absolute quality (minimum F1 / ROC AUC,
+   maximum train-test gap);
+3. the current champion (:mod:`churn_kfp.registry.champion`) scores the same test rows with
+   its own tuned threshold and :func:`~churn_kfp.registry.gate.compare_with_champion`
+   decides; ties keep the champion;
 4. :func:`promote` moves the alias, as the very last write.
 
 A failed gate, a lost comparison or an exception anywhere before step 4 leaves the alias
@@ -21,7 +24,8 @@ MLServer's MLflow runtime and KServe's ``modelFormat: mlflow``) returns a float
 ``numpy.ndarray`` of shape ``(n, 2)``: column 0 is P(no churn), column 1 is P(churn),
 because :func:`log_and_register` only accepts classifiers whose ``classes_`` are ``[0, 1]``.
 The signature's output says exactly that (a ``(-1, 2)`` tensor). Consumers take column 1
-(:func:`positive_class_proba` does) and compare it with the version's ``threshold`` tag.
+(:func:`~churn_kfp.registry.contract.positive_class_proba` does) and compare it with the
+version's ``threshold`` tag (:data:`~churn_kfp.registry.contract.THRESHOLD_TAG`).
 Plain scikit-learn cannot make ``predict_proba`` return one column without custom code in
 the serving image, which the stock MLServer/KServe runtimes do not have.
 
@@ -43,37 +47,53 @@ import numbers
 import os
 import warnings
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import metadata as importlib_metadata
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from churn_kfp.core.columns import LABEL, feature_columns
 from churn_kfp.core.config import CHAMPION_ALIAS, EXPERIMENT_NAME, MODEL_NAME
+from churn_kfp.registry.champion import champion, load_version
+from churn_kfp.registry.contract import (
+    THRESHOLD_TAG,
+    MissingInputColumnsError,
+    positive_class_proba,
+)
+from churn_kfp.registry.gate import (
+    METRICS,
+    Decision,
+    GateConfig,
+    GateResult,
+    compare_with_champion,
+    gate,
+    metric_value,
+)
 
-if TYPE_CHECKING:
-    from mlflow.entities.model_registry import ModelVersion
+__all__ = [
+    "MODEL_ARTIFACT_NAME",
+    "TRUSTED_MODULE_PREFIXES",
+    "RegisteredModel",
+    "connect",
+    "flatten",
+    "log_and_register",
+    "promote",
+    "register_and_decide",
+]
 
 logger = logging.getLogger(__name__)
 
 MODEL_ARTIFACT_NAME = "model"
 """The ``name`` the model is logged under (MLflow 3's replacement of ``artifact_path``)."""
 
-THRESHOLD_TAG = "threshold"
 PREVIOUS_CHAMPION_TAG = "previous_champion_version"
 PROMOTION_REASON_TAG = "promotion_reason"
 PROMOTED_AT_TAG = "promoted_at"
 METRIC_TAG_PREFIX = "metric."
 DECISION_TAG_PREFIX = "decision."
-DEFAULT_THRESHOLD = 0.5
-
-THRESHOLD_METRICS = ("f1", "precision", "recall", "accuracy")
-RANKING_METRICS = ("roc_auc", "pr_auc")
-METRICS = THRESHOLD_METRICS + RANKING_METRICS
-"""Metrics :func:`metric_value` computes; all of them are better when higher."""
 
 SUMMARY_METRIC_LEAVES = frozenset(METRICS) | {"log_loss", "brier", "train_test_gap", "gap"}
 """Flattened metrics whose last component is one of these become model-version tags."""
@@ -84,63 +104,6 @@ TRUSTED_MODULE_PREFIXES = ("numpy.", "scipy.", "sklearn.", "xgboost.")
 _EXAMPLE_ROWS = 5
 _MAX_TAG_CHARS = 5000
 _INTEGER_HINT = r"Hint: Inferred schema contains integer column"
-
-
-class ChampionIncompatibleError(ValueError):
-    """The champion cannot score the given rows (its input schema needs missing columns)."""
-
-
-@dataclass(frozen=True)
-class GateConfig:
-    """Absolute quality bar and promotion rule.
-
-    Attributes:
-        min_f1: Minimum test F1 (``None`` disables the check).
-        min_roc_auc: Minimum test ROC AUC (``None`` disables the check).
-        max_train_test_gap: Maximum train-minus-test gap of the primary metric, an
-            overfitting guard (``None`` disables the check).
-        promotion_margin: How much the candidate must beat the champion by (>= 0).
-        metric: The metric the candidate and the champion are compared on; one of
-            :data:`METRICS`.
-    """
-
-    min_f1: float | None = 0.5
-    min_roc_auc: float | None = 0.7
-    max_train_test_gap: float | None = 0.15
-    promotion_margin: float = 0.0
-    metric: str = "f1"
-
-    def __post_init__(self) -> None:
-        if self.metric not in METRICS:
-            raise ValueError(f"unknown comparison metric {self.metric!r}; choose from {METRICS}")
-        if not self.promotion_margin >= 0:
-            raise ValueError(f"promotion_margin must be >= 0, got {self.promotion_margin!r}")
-
-
-@dataclass
-class GateResult:
-    """Outcome of :func:`gate`.
-
-    Attributes:
-        passed: Whether every enabled check passed.
-        reasons: One human-readable line per failed check (empty when passed).
-    """
-
-    passed: bool
-    reasons: list[str] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class Decision:
-    """Outcome of :func:`compare_with_champion`.
-
-    Attributes:
-        promote: Whether the candidate should become the champion.
-        reason: Why, in one line.
-    """
-
-    promote: bool
-    reason: str
 
 
 @dataclass(frozen=True)
@@ -250,136 +213,6 @@ def _sqlite_init_lock(tracking_uri: str) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-# --------------------------------------------------------------------------- pure decisions
-
-
-def gate(
-    test_metrics: Mapping[str, Any],
-    train_test_gap: float | None,
-    config: GateConfig | None = None,
-) -> GateResult:
-    """Checks a candidate's absolute quality before it may challenge the champion.
-
-    Args:
-        test_metrics: Test-split metrics, at least ``f1`` and ``roc_auc`` for the enabled
-            checks. A missing or NaN metric fails its check.
-        train_test_gap: Train-minus-test value of the primary metric; ``None`` skips the
-            overfitting check (for example when no train metrics exist).
-        config: Thresholds; defaults to :class:`GateConfig`.
-
-    Returns:
-        Whether the candidate passed, with one reason per failed check.
-    """
-    config = config or GateConfig()
-    reasons: list[str] = []
-    for name, minimum in (("f1", config.min_f1), ("roc_auc", config.min_roc_auc)):
-        if minimum is None:
-            continue
-        value = _as_float(test_metrics.get(name))
-        if value is None:
-            reasons.append(f"test {name} is missing or not a number")
-        elif value < minimum:
-            reasons.append(f"test {name} {value:.4f} < minimum {minimum:.4f}")
-    if config.max_train_test_gap is not None and train_test_gap is not None:
-        gap = _as_float(train_test_gap)
-        if gap is None:
-            reasons.append("train-test gap is not a number")
-        elif gap > config.max_train_test_gap:
-            reasons.append(
-                f"train-test gap {gap:.4f} > maximum {config.max_train_test_gap:.4f} (overfitting)"
-            )
-    return GateResult(passed=not reasons, reasons=reasons)
-
-
-def compare_with_champion(
-    candidate_metric: float,
-    champion_metric: float | None,
-    margin: float = 0.0,
-    *,
-    metric: str = "metric",
-) -> Decision:
-    """Decides whether a candidate replaces the champion (higher metric is better).
-
-    Args:
-        candidate_metric: The candidate's metric on the comparison rows.
-        champion_metric: The champion's metric on the same rows; ``None`` when there is no
-            champion.
-        margin: The candidate must exceed ``champion_metric + margin``; ties keep the champion.
-        metric: Metric name, only used in the reason.
-
-    Returns:
-        The decision and its reason.
-    """
-    if champion_metric is None:
-        return Decision(True, "no champion yet")
-    if candidate_metric is None or math.isnan(candidate_metric):
-        return Decision(False, f"candidate {metric} is not a number; champion kept")
-    if math.isnan(champion_metric):
-        return Decision(True, f"champion {metric} is not a number; candidate promoted")
-    detail = (
-        f"candidate {metric} {candidate_metric:.4f} vs champion {champion_metric:.4f}"
-        f" + margin {margin:.4f}"
-    )
-    if candidate_metric > champion_metric + margin:
-        return Decision(True, f"{detail}: candidate is better")
-    return Decision(False, f"{detail}: not better, champion kept")
-
-
-def metric_value(
-    metric: str, y_true: Any, proba: Any, threshold: float = DEFAULT_THRESHOLD
-) -> float:
-    """Computes one comparison metric from churn probabilities.
-
-    Args:
-        metric: One of :data:`METRICS`.
-        y_true: True 0/1 labels.
-        proba: Predicted churn probabilities (positive class).
-        threshold: Decision threshold for the threshold metrics (``proba >= threshold``).
-
-    Returns:
-        The metric; NaN for a ranking metric when the labels hold a single class.
-    """
-    from sklearn import metrics as skm
-
-    y = np.asarray(y_true).astype(int)
-    p = np.asarray(proba, dtype=float)
-    if metric in RANKING_METRICS:
-        if len(np.unique(y)) < 2:
-            return float("nan")
-        scorer = skm.roc_auc_score if metric == "roc_auc" else skm.average_precision_score
-        return float(scorer(y, p))
-    predicted = (p >= threshold).astype(int)
-    if metric == "f1":
-        return float(skm.f1_score(y, predicted, zero_division=0))
-    if metric == "precision":
-        return float(skm.precision_score(y, predicted, zero_division=0))
-    if metric == "recall":
-        return float(skm.recall_score(y, predicted, zero_division=0))
-    if metric == "accuracy":
-        return float(skm.accuracy_score(y, predicted))
-    raise ValueError(f"unknown metric {metric!r}; choose from {METRICS}")
-
-
-def positive_class_proba(output: Any) -> np.ndarray:
-    """Returns P(churn) from a model's ``predict_proba``-style output.
-
-    Args:
-        output: ``(n, 2)`` array or frame (column 1 is churn), or ``(n,)``/``(n, 1)``
-            already holding the churn probability.
-
-    Returns:
-        A float64 array of shape ``(n,)``.
-    """
-    values = np.asarray(output.to_numpy() if hasattr(output, "to_numpy") else output, dtype=float)
-    if values.ndim == 2 and values.shape[1] == 2:
-        return values[:, 1]
-    if values.ndim == 2 and values.shape[1] == 1:
-        return values[:, 0]
-    if values.ndim == 1:
-        return values
-    raise ValueError(f"cannot read churn probabilities from output of shape {values.shape}")
-
-
 def flatten(values: Mapping[str, Any] | None, prefix: str = "") -> dict[str, Any]:
     """Flattens nested mappings into dotted keys, dropping ``None`` values.
 
@@ -402,14 +235,6 @@ def flatten(values: Mapping[str, Any] | None, prefix: str = "") -> dict[str, Any
     return flat
 
 
-def _as_float(value: Any) -> float | None:
-    """A real, non-NaN number as float, else ``None``."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        return None
-    result = float(value)
-    return None if math.isnan(result) else result
-
-
 def _numeric_metrics(metrics: Mapping[str, Any] | None) -> dict[str, float]:
     result: dict[str, float] = {}
     for key, value in flatten(metrics).items():
@@ -418,139 +243,6 @@ def _numeric_metrics(metrics: Mapping[str, Any] | None) -> dict[str, float]:
         else:
             logger.debug("metric %s is not a number (%s); not logged as a metric", key, type(value))
     return result
-
-
-# --------------------------------------------------------------------------- registry reads
-
-
-def champion(model_name: str = MODEL_NAME) -> ModelVersion | None:
-    """Returns the version the champion alias points to.
-
-    Args:
-        model_name: Registered model name.
-
-    Returns:
-        The champion :class:`~mlflow.entities.model_registry.ModelVersion`, or ``None`` when
-        the model or the alias does not exist. Other registry errors propagate.
-    """
-    from mlflow import MlflowClient
-    from mlflow.exceptions import MlflowException
-
-    client = MlflowClient()
-    try:
-        return client.get_model_version_by_alias(model_name, CHAMPION_ALIAS)
-    except MlflowException as exc:
-        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
-            return None
-        if exc.error_code != "INVALID_PARAMETER_VALUE":
-            raise
-        # The SQL store reports a missing alias as INVALID_PARAMETER_VALUE; confirm it is that.
-        try:
-            registered = client.get_registered_model(model_name)
-        except MlflowException:
-            raise exc from None
-        if CHAMPION_ALIAS in (registered.aliases or {}):
-            raise
-        return None
-
-
-def artifact_location(version: str, model_name: str = MODEL_NAME) -> str:
-    """Returns where a registered version's files live (the URI KServe's ``storageUri`` needs).
-
-    Args:
-        version: Registered model version.
-        model_name: Registered model name.
-
-    Returns:
-        ``file://.../artifacts`` or ``s3://.../artifacts``; a version's ``source`` is only
-        ``models:/m-<id>`` in MLflow 3.
-    """
-    import mlflow
-    from mlflow import MlflowClient
-
-    model_version = MlflowClient().get_model_version(model_name, str(version))
-    model_id = model_version.model_id
-    if not model_id and (model_version.source or "").startswith("models:/m-"):
-        model_id = model_version.source.removeprefix("models:/")
-    if model_id:
-        return mlflow.get_logged_model(model_id).artifact_location
-    return model_version.source
-
-
-def version_summary(version: str, model_name: str = MODEL_NAME) -> dict[str, Any]:
-    """Describes one registered version for humans and the CLI (JSON-serialisable).
-
-    Args:
-        version: Registered model version.
-        model_name: Registered model name.
-
-    Returns:
-        Name, version, aliases, tags, status, run id, model id, artifact URI, and the run's
-        metrics and params.
-    """
-    from mlflow import MlflowClient
-
-    client = MlflowClient()
-    model_version = client.get_model_version(model_name, str(version))
-    summary: dict[str, Any] = {
-        "name": model_name,
-        "version": str(model_version.version),
-        "aliases": sorted(model_version.aliases or []),
-        "tags": dict(model_version.tags or {}),
-        "status": model_version.status,
-        "created": _iso_ms(model_version.creation_timestamp),
-        "run_id": model_version.run_id,
-        "model_id": model_version.model_id,
-        "source": model_version.source,
-        "artifact_uri": artifact_location(model_version.version, model_name),
-        "metrics": {},
-        "params": {},
-    }
-    if model_version.run_id:
-        run = client.get_run(model_version.run_id)
-        summary["metrics"] = dict(run.data.metrics)
-        summary["params"] = dict(run.data.params)
-    return summary
-
-
-def score_champion(
-    frame: pd.DataFrame, model_name: str = MODEL_NAME
-) -> tuple[str, np.ndarray] | None:
-    """Scores rows with the current champion, as served (through pyfunc).
-
-    Args:
-        frame: Rows to score; may hold id/label columns, only the champion's input columns
-            are passed to it.
-        model_name: Registered model name.
-
-    Returns:
-        ``(champion version, churn probabilities)``, or ``None`` without a champion.
-
-    Raises:
-        ChampionIncompatibleError: The frame lacks columns the champion requires.
-    """
-    current = champion(model_name)
-    if current is None:
-        return None
-    version = str(current.version)
-    return version, _score_version(frame, model_name, version)
-
-
-def _score_version(frame: pd.DataFrame, model_name: str, version: str) -> np.ndarray:
-    import mlflow
-
-    model = mlflow.pyfunc.load_model(f"models:/{model_name}/{version}")
-    schema = model.metadata.get_input_schema()
-    if schema is not None and schema.has_input_names():
-        missing = [c for c in schema.required_input_names() if c not in frame.columns]
-        if missing:
-            raise ChampionIncompatibleError(
-                f"{model_name} version {version} needs columns missing from the rows: {missing}"
-            )
-        inputs = frame[[c for c in schema.input_names() if c in frame.columns]]
-    else:
-        inputs = frame[feature_columns(frame.columns)]
-    return positive_class_proba(model.predict(inputs))
 
 
 # --------------------------------------------------------------------------- registry writes
@@ -735,7 +427,7 @@ def register_and_decide(
         pipeline: Fitted candidate (see :func:`log_and_register`).
         test_frame: Test rows: features and the label column (id/split columns are ignored).
         test_metrics: The candidate's test metrics as evaluated (``f1``, ``roc_auc``, ...),
-            checked by :func:`gate`.
+            checked by :func:`~churn_kfp.registry.gate.gate`.
         train_test_gap: Train-minus-test gap of the primary metric (``None``: unchecked).
         threshold: The candidate's tuned decision threshold.
         input_example: Training features (see :func:`log_and_register`).
@@ -791,13 +483,13 @@ def register_and_decide(
             decision = compare_with_champion(candidate_metric, None, config.promotion_margin)
         else:
             try:
-                champion_proba = _score_version(test_frame, model_name, previous_version)
-            except ChampionIncompatibleError as exc:
+                loaded = load_version(model_name, current)
+                champion_proba = loaded.score(test_frame)
+            except MissingInputColumnsError as exc:
                 decision = Decision(True, f"champion cannot score the test rows ({exc})")
             else:
-                champion_threshold = _champion_threshold(current)
                 champion_metric = metric_value(
-                    config.metric, y_true, champion_proba, champion_threshold
+                    config.metric, y_true, champion_proba, loaded.threshold
                 )
                 decision = compare_with_champion(
                     candidate_metric,
@@ -939,22 +631,7 @@ def _param_value(value: Any) -> Any:
     return value
 
 
-def _champion_threshold(version: ModelVersion) -> float:
-    raw = (version.tags or {}).get(THRESHOLD_TAG)
-    try:
-        return float(raw) if raw is not None else DEFAULT_THRESHOLD
-    except ValueError:
-        logger.warning("champion version %s has a bad threshold tag %r", version.version, raw)
-        return DEFAULT_THRESHOLD
-
-
 def _json_float(value: float | None) -> float | None:
     if value is None or math.isnan(value):
         return None
     return float(value)
-
-
-def _iso_ms(timestamp_ms: int | None) -> str | None:
-    if timestamp_ms is None:
-        return None
-    return dt.datetime.fromtimestamp(timestamp_ms / 1000, tz=dt.UTC).isoformat(timespec="seconds")
