@@ -25,7 +25,7 @@ def _settings(home: Path):
 
 def pipeline_run(home: Path, size: dict) -> dict:
     """Runs ``churn run``'s code path (kfp.local) and returns its timing and scores."""
-    from churn_kfp.cli.run import run_training
+    from churn_kfp.runs.training import run_training
 
     for var in ("CHURN_LANDING_ZONE", "MLFLOW_TRACKING_URI", "CHURN_ARTIFACT_ROOT"):
         os.environ.pop(var, None)
@@ -52,6 +52,7 @@ def in_process_run(home: Path, size: dict) -> dict:
     from churn_kfp.data import datagen, sentiment, validation
     from churn_kfp.data.storage import LocalLandingZone
     from churn_kfp.learn import evaluation, features, labels, training
+    from churn_kfp.learn.plan import plan_cutoffs
     from churn_kfp.registry import register as registry
 
     settings = _settings(home)
@@ -61,7 +62,7 @@ def in_process_run(home: Path, size: dict) -> dict:
     data = validation.ingest(zone)
     tx = data.transactions
     scored = sentiment.score_feedback(data.feedback)
-    plan = features.plan_cutoffs(
+    plan = plan_cutoffs(
         tx["timestamp"].min(), tx["timestamp"].max(), n_train_cutoffs=size["n_train_cutoffs"]
     )
     table = features.build_feature_table(tx, plan, customers=data.customers, feedback=scored)

@@ -36,16 +36,17 @@ ENV_KEYS = ("CHURN_HOME", "CHURN_LANDING_ZONE", "MLFLOW_TRACKING_URI", "CHURN_AR
 
 def run(quick: bool = False) -> dict[str, Any]:
     """Times the runs (see the module docstring) and returns the figures."""
-    from churn_kfp.cli.retrain import restored_print, run_retraining
-    from churn_kfp.cli.run import run_training
     from churn_kfp.core.config import Settings
+    from churn_kfp.core.protocol import SIMULATION_PROTOCOL
     from churn_kfp.data import datagen
     from churn_kfp.data.storage import open_landing_zone
     from churn_kfp.runs import simulation
+    from churn_kfp.runs.retraining import restored_print, run_retraining
+    from churn_kfp.runs.training import run_training
 
     n_customers = 1500 if quick else 5000
-    options = simulation.SimulationOptions(n_iter=1 if quick else 2)
-    seed = 42
+    protocol = dataclasses.replace(SIMULATION_PROTOCOL, n_iter=1 if quick else 2)
+    seed = protocol.seed
     saved = {k: os.environ.get(k) for k in ENV_KEYS}
     try:
         with tempfile.TemporaryDirectory(prefix="churn-bench-") as tmp:
@@ -62,14 +63,14 @@ def run(quick: bool = False) -> dict[str, Any]:
                 datagen.write_to_landing_zone(dataclasses.replace(data, months=months), zone)
 
             write(data.months[:4])
-            arguments = simulation._training_arguments(settings, options, seed)
+            arguments = simulation.training_arguments_of(settings, protocol)
             started = time.perf_counter()
             with restored_print():
                 trained = run_training(arguments, settings, quiet=True)
             training_s = time.perf_counter() - started
 
-            retrain_args = simulation._retraining_arguments(
-                settings, options, seed, simulation.RETRAIN
+            retrain_args = simulation.retraining_arguments_of(
+                settings, protocol, simulation.RETRAIN
             )
             write(data.months[4:5])
             started = time.perf_counter()
@@ -97,7 +98,7 @@ def run(quick: bool = False) -> dict[str, Any]:
     assert monitored["status"] == "succeeded" and not monitored["retrained"], monitored
     return {
         "n_customers": n_customers,
-        "n_iter": options.n_iter,
+        "n_iter": protocol.n_iter,
         "baseline_training_run_s": round(training_s, 1),
         "retrain_run_s": round(retrain_s, 1),
         "monitor_only_run_s": round(monitor_s, 1),

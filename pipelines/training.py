@@ -3,18 +3,14 @@
 from kfp import dsl
 
 from churn_kfp.components.data_generation import generate_data
-from churn_kfp.components.deployment import deploy_model
-from churn_kfp.components.evaluation import evaluate_models
-from churn_kfp.components.features import build_features
 from churn_kfp.components.ingestion import ingest_and_validate
-from churn_kfp.components.labels import label_churn
-from churn_kfp.components.registration import register_model
 from churn_kfp.components.sentiment import score_sentiment
-from churn_kfp.components.training import train_model
 from churn_kfp.core.config import MODEL_NAME, TRAINING_PIPELINE
+from churn_kfp.core.protocol import PROTOCOL
 from churn_kfp.orchestration.cluster_env import use_cluster_config
+from churn_kfp.pipelines.train_and_register import train_and_register
 
-CANDIDATE_MODELS = ["xgboost", "logistic_regression", "random_forest"]
+__all__ = ["training_pipeline"]
 
 
 @dsl.pipeline(
@@ -30,27 +26,28 @@ def training_pipeline(
     n_customers: int = 5000,
     n_months: int = 6,
     start_month: str = "2025-01",
-    seed: int = 42,
+    seed: int = PROTOCOL.seed,
     drift_from_month: int = 0,
     until: str = "",
-    horizon_days: int = 30,
-    n_train_cutoffs: int = 3,
-    eligibility_days: int = 90,
-    windows: str = "30,60,90",
-    test_cutoff: str = "",
-    cutoff_spacing: str = "MS",
-    n_iter: int = 6,
-    min_f1: float = 0.5,
-    min_roc_auc: float = 0.7,
-    max_train_test_gap: float = 0.15,
-    promotion_margin: float = 0.0,
+    horizon_days: int = PROTOCOL.horizon_days,
+    n_train_cutoffs: int = PROTOCOL.n_train_cutoffs,
+    eligibility_days: int = PROTOCOL.eligibility_days,
+    windows: str = PROTOCOL.windows,
+    test_cutoff: str = PROTOCOL.test_cutoff,
+    cutoff_spacing: str = PROTOCOL.cutoff_spacing,
+    n_iter: int = PROTOCOL.n_iter,
+    min_f1: float = PROTOCOL.min_f1,
+    min_roc_auc: float = PROTOCOL.min_roc_auc,
+    max_train_test_gap: float = PROTOCOL.max_train_test_gap,
+    promotion_margin: float = PROTOCOL.promotion_margin,
     deploy_mode: str = "local",
     namespace: str = "",
 ) -> str:
     """Trains churn models, registers the best and deploys a new champion.
 
     ``deploy_mode="local"`` only writes the InferenceService manifest; ``"cluster"`` applies
-    it to ``namespace`` with KServe. Returns the run summary as JSON.
+    it to ``namespace`` with KServe. The candidate models are the protocol's
+    (:data:`~churn_kfp.core.protocol.PROTOCOL`). Returns the run summary as JSON.
     """
     generated = generate_data(
         landing_zone=landing_zone,
@@ -69,67 +66,34 @@ def training_pipeline(
     sentiment = score_sentiment(feedback=ingested.outputs["feedback"])
     sentiment.set_display_name("feedback sentiment")
 
-    features = build_features(
+    trained = train_and_register(
         transactions=ingested.outputs["transactions"],
         customers=ingested.outputs["customers"],
         scored_feedback=sentiment.outputs["scored_feedback"],
+        quality_report=ingested.outputs["quality_report"],
+        tracking_uri=tracking_uri,
+        model_name=model_name,
+        pipeline_name=TRAINING_PIPELINE,
         horizon_days=horizon_days,
         n_train_cutoffs=n_train_cutoffs,
         eligibility_days=eligibility_days,
         windows=windows,
         test_cutoff=test_cutoff,
         cutoff_spacing=cutoff_spacing,
-    ).set_display_name("features as of cutoffs")
-
-    labelled = label_churn(
-        features=features.outputs["features"],
-        transactions=ingested.outputs["transactions"],
-        horizon_days=horizon_days,
-    ).set_display_name("churn labels")
-
-    with dsl.ParallelFor(items=CANDIDATE_MODELS, parallelism=3) as model_type:
-        trained = train_model(
-            labelled=labelled.outputs["labelled"], model_type=model_type, n_iter=n_iter, seed=seed
-        ).set_display_name("train candidate")
-
-    evaluated = evaluate_models(
-        labelled=labelled.outputs["labelled"],
-        models=dsl.Collected(trained.outputs["model"]),
-    ).set_display_name("evaluate + choose")
-
-    registered = register_model(
-        best_model=evaluated.outputs["best_model"],
-        evaluation=evaluated.outputs["evaluation"],
-        labelled=labelled.outputs["labelled"],
-        quality_report=ingested.outputs["quality_report"],
-        cutoff_plan=features.outputs["cutoff_plan"],
-        report=evaluated.outputs["report"],
-        tracking_uri=tracking_uri,
-        model_name=model_name,
-        pipeline_name=TRAINING_PIPELINE,
-        pipeline_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+        candidate_models=list(PROTOCOL.candidate_models),
+        n_iter=n_iter,
+        seed=seed,
         min_f1=min_f1,
         min_roc_auc=min_roc_auc,
         max_train_test_gap=max_train_test_gap,
         promotion_margin=promotion_margin,
-    ).set_display_name("register + promote")
-    # The champion lookup reads live registry state: never replay a cached answer.
-    registered.set_caching_options(False)
-
-    deployed = deploy_model(
-        model_name=model_name,
-        champion_version=registered.outputs["champion_version"],
-        promoted=registered.outputs["promoted"],
+        deploy_mode=deploy_mode,
         namespace=namespace,
-        mode=deploy_mode,
-        tracking_uri=tracking_uri,
-    ).set_display_name("deploy champion (KServe)")
-    deployed.set_caching_options(False)
+    ).set_display_name("train + register")
 
     # On a cluster every task reads S3 credentials and service URLs from a Secret and a
-    # ConfigMap (never from parameters, so no secret ends up in the compiled YAML).
-    for task in (generated, ingested, sentiment, features, labelled, trained, evaluated):
+    # ConfigMap (never from parameters, so no secret ends up in the compiled YAML); the
+    # sub-pipeline wires its own tasks.
+    for task in (generated, ingested, sentiment):
         use_cluster_config(task)
-    use_cluster_config(registered)
-    use_cluster_config(deployed)
-    return registered.outputs["summary"]
+    return trained.output

@@ -9,7 +9,8 @@ import yaml
 from kfp import components
 
 from churn_kfp.cli.compile import compile_pipelines
-from churn_kfp.core.config import TRAINING_PIPELINE
+from churn_kfp.core.config import RETRAINING_PIPELINE, TRAINING_PIPELINE
+from churn_kfp.core.protocol import PROTOCOL, RETRAINING_PROTOCOL
 from churn_kfp.orchestration.image import component_image
 
 LIVE_STATE_TASKS = {"generate-data", "ingest-and-validate", "register-model", "deploy-model"}
@@ -29,6 +30,16 @@ def _spec(path):
 
 def _executors(spec):
     return spec["deploymentSpec"]["executors"]
+
+
+def _tasks(spec, component="root"):
+    """Every task, through the sub-pipeline, loops and conditions: name -> task spec."""
+    dag = spec["root"]["dag"] if component == "root" else spec["components"][component]["dag"]
+    for name, task in dag["tasks"].items():
+        yield name, task
+        ref = task["componentRef"]["name"]
+        if "dag" in spec["components"][ref]:
+            yield from _tasks(spec, ref)
 
 
 def test_training_pipeline_compiles_and_loads_back(compiled):
@@ -58,16 +69,29 @@ def test_compilation_is_deterministic(compiled, tmp_path):
 
 
 def test_live_state_tasks_are_not_cached(compiled):
-    spec = _spec(compiled[TRAINING_PIPELINE])
-    tasks = spec["root"]["dag"]["tasks"]
+    tasks = dict(_tasks(_spec(compiled[TRAINING_PIPELINE])))
     for name in LIVE_STATE_TASKS:
         assert tasks[name]["cachingOptions"] == {}, name
 
 
+def test_both_pipelines_train_through_the_one_sub_pipeline(compiled):
+    for name in (TRAINING_PIPELINE, RETRAINING_PIPELINE):
+        spec = _spec(compiled[name])
+        users = [
+            t for _, t in _tasks(spec) if t["componentRef"]["name"] == "comp-train-and-register"
+        ]
+        assert len(users) == 1, name
+        trained = [n for n, t in _tasks(spec) if t["componentRef"]["name"] == "comp-train-model"]
+        assert trained == ["train-model"], name
+
+
 def test_candidates_train_in_parallel_and_are_collected(compiled):
     spec = _spec(compiled[TRAINING_PIPELINE])
-    loop = next(t for t in spec["root"]["dag"]["tasks"].values() if "parameterIterator" in t)
+    loop = next(t for _, t in _tasks(spec) if "parameterIterator" in t)
     assert loop["iteratorPolicy"]["parallelismLimit"] == 3
+    sub_task = dict(_tasks(spec))["train-and-register"]
+    candidates = sub_task["inputs"]["parameters"]["candidate_models"]["runtimeValue"]["constant"]
+    assert candidates == list(PROTOCOL.candidate_models)
     models = spec["components"]["comp-evaluate-models"]["inputDefinitions"]["artifacts"]["models"]
     assert models["isArtifactList"] is True
 
@@ -85,10 +109,11 @@ def test_image_override_reaches_the_yaml(tmp_path):
     assert images == {"registry.example/churn:9.9.9"}
 
 
-def test_every_task_reads_cluster_config_from_secret_and_config_map(compiled):
+@pytest.mark.parametrize("pipeline", [TRAINING_PIPELINE, RETRAINING_PIPELINE])
+def test_every_task_reads_cluster_config_from_secret_and_config_map(compiled, pipeline):
     from churn_kfp.orchestration.cluster_env import CONFIG_MAP, S3_SECRET
 
-    docs = list(yaml.safe_load_all(compiled[TRAINING_PIPELINE].read_text()))
+    docs = list(yaml.safe_load_all(compiled[pipeline].read_text()))
     pipeline_spec, platform = docs[0], docs[1]["platforms"]["kubernetes"]["deploymentSpec"]
     executors = set(_executors(pipeline_spec))
     configured = platform["executors"]
@@ -96,18 +121,48 @@ def test_every_task_reads_cluster_config_from_secret_and_config_map(compiled):
     for name, config in configured.items():
         assert [s["secretName"] for s in config["secretAsEnv"]] == [S3_SECRET], name
         assert [c["configMapName"] for c in config["configMapAsEnv"]] == [CONFIG_MAP], name
-    text = compiled[TRAINING_PIPELINE].read_text()
+    text = compiled[pipeline].read_text()
     assert "CHANGE_ME" not in text and "secretKey: AWS_SECRET_ACCESS_KEY" in text
 
 
+def _defaults(spec):
+    params = spec["root"]["inputDefinitions"]["parameters"]
+    return {name: p.get("defaultValue") for name, p in params.items()}
+
+
 def test_protocol_parameters_have_documented_defaults(compiled):
-    root = _spec(compiled[TRAINING_PIPELINE])["root"]
-    params = root["inputDefinitions"]["parameters"]
-    defaults = {name: p.get("defaultValue") for name, p in params.items()}
+    spec = _spec(compiled[TRAINING_PIPELINE])
+    defaults = _defaults(spec)
     assert defaults["horizon_days"] == 30.0
     assert defaults["n_train_cutoffs"] == 3.0
     assert defaults["windows"] == "30,60,90"
     assert defaults["cutoff_spacing"] == "MS"
-    task = root["dag"]["tasks"]["build-features"]
-    wired = task["inputs"]["parameters"]["cutoff_spacing"]
-    assert wired == {"componentInputParameter": "cutoff_spacing"}
+    tasks = dict(_tasks(spec))
+    for task in (tasks["train-and-register"], tasks["build-features"]):
+        wired = task["inputs"]["parameters"]["cutoff_spacing"]
+        assert wired == {"componentInputParameter": "cutoff_spacing"}
+
+
+@pytest.mark.parametrize(
+    ("pipeline", "protocol"),
+    [(TRAINING_PIPELINE, PROTOCOL), (RETRAINING_PIPELINE, RETRAINING_PROTOCOL)],
+)
+def test_pipeline_defaults_are_the_protocol(compiled, pipeline, protocol):
+    defaults = _defaults(_spec(compiled[pipeline]))
+    expected = {k: v for k, v in protocol.as_arguments().items() if k in defaults}
+    assert expected and {k: defaults[k] for k in expected} == expected
+
+
+def test_component_defaults_agree_with_the_protocol():
+    """KFP copies a component's source into its task: its defaults stay literal, and equal."""
+    import inspect
+
+    from churn_kfp.components.data_generation import generate_data
+    from churn_kfp.components.features import build_features
+
+    def default(component, name):
+        return inspect.signature(component.python_func).parameters[name].default
+
+    assert default(build_features, "test_cutoff") == PROTOCOL.test_cutoff
+    assert default(build_features, "cutoff_spacing") == PROTOCOL.cutoff_spacing
+    assert default(generate_data, "seed") == PROTOCOL.seed

@@ -18,13 +18,24 @@ from pathlib import Path
 
 import pytest
 
-from churn_kfp.cli.retrain import run_retraining
-from churn_kfp.cli.run import run_training
 from churn_kfp.core.config import MODEL_NAME, Settings
 from churn_kfp.data import datagen
 from churn_kfp.data.storage import open_landing_zone
-from churn_kfp.loop import ledger, monitoring
+from churn_kfp.loop import ledger
+from churn_kfp.loop.failpoints import FAIL_AT_ENV
+from churn_kfp.loop.periods import iso_date
+from churn_kfp.loop.state import (
+    ALERTS_PREFIX,
+    PERIODS_PREFIX,
+    PREDICTIONS_PREFIX,
+    period_key,
+    prediction_index,
+    read_json,
+    read_performance,
+)
 from churn_kfp.orchestration.localrun import PipelineRunError
+from churn_kfp.runs.retraining import run_retraining
+from churn_kfp.runs.training import run_training
 
 pytestmark = pytest.mark.pipeline
 
@@ -81,7 +92,7 @@ def world(tmp_path_factory, monkeypatch_module):
     home = tmp_path_factory.mktemp("churn-home")
     for var in ("CHURN_LANDING_ZONE", "MLFLOW_TRACKING_URI", "CHURN_ARTIFACT_ROOT"):
         monkeypatch_module.delenv(var, raising=False)
-    monkeypatch_module.delenv(monitoring.FAIL_AT_ENV, raising=False)
+    monkeypatch_module.delenv(FAIL_AT_ENV, raising=False)
     monkeypatch_module.setenv("CHURN_HOME", str(home))
     settings = Settings.from_env()
     data = datagen.simulate(n_customers=1500, n_months=6, seed=SEED, drift_from_month=5)
@@ -114,10 +125,10 @@ def _state(world):
     zone = world["zone"]
     return {
         "ledger": sorted(ledger.read_ledger(zone)[0]),
-        "predictions": sorted(zone.list_keys(monitoring.PREDICTIONS_PREFIX + "/")),
-        "performance": monitoring.read_performance(zone).to_json(),
-        "periods": sorted(zone.list_keys(monitoring.PERIODS_PREFIX + "/")),
-        "alerts": sorted(zone.list_keys(monitoring.ALERTS_PREFIX + "/")),
+        "predictions": sorted(zone.list_keys(PREDICTIONS_PREFIX + "/")),
+        "performance": read_performance(zone).to_json(),
+        "periods": sorted(zone.list_keys(PERIODS_PREFIX + "/")),
+        "alerts": sorted(zone.list_keys(ALERTS_PREFIX + "/")),
         "versions": _versions(world["settings"]),
         "champion": _champion(world["settings"]),
     }
@@ -141,7 +152,7 @@ def june(world, may_again):
     world["write"](["2025-06"])
     before = _state(world)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv(monitoring.FAIL_AT_ENV, "finalize-period")
+        patch.setenv(FAIL_AT_ENV, "finalize-period")
         with pytest.raises(PipelineRunError) as excinfo:
             run_retraining(dict(RETRAINING), world["settings"], quiet=True)
     after_crash = _state(world)
@@ -163,18 +174,18 @@ def test_forced_run_processes_may(world, may):
     # and judged now that May's data closed its window
     metrics = may["metrics"]
     assert metrics["matured_cutoff"] == "2025-05-01" and 0 < metrics["matured_f1"] <= 1
-    period = monitoring.read_json(zone, monitoring.period_key("2025-05"))
+    period = read_json(zone, period_key("2025-05"))
     assert period["backfilled"] == "2025-05-01"
     assert period["latest_matured"]["model_version"] == "1"
     assert period["drift"]["n_columns"] > 0 and 0 <= period["drift"]["share"] <= 1
     assert period["reference"]["source"].startswith("logged reference of version 1")
     assert [a["kind"] for a in period["alerts"]][0] == "forced"
     # stored: one prediction file per cutoff, by the champion that serves it
-    index = monitoring.prediction_index(zone)
+    index = prediction_index(zone)
     assert sorted(index) == ["2025-05-01", "2025-06-01"]
     assert f"model={may['champion_after']}.parquet" in index["2025-06-01"]
-    history = monitoring.read_performance(zone)
-    assert [monitoring.iso_date(c) for c in history["cutoff"]] == ["2025-05-01"]
+    history = read_performance(zone)
+    assert [iso_date(c) for c in history["cutoff"]] == ["2025-05-01"]
     assert ledger.pending_partitions(zone) == []  # May and the training months are marked
     last = json.loads(world["settings"].last_run_path.read_text())
     assert last["pipeline"] == "churn-retraining" and last["status"] == "succeeded"
@@ -201,13 +212,13 @@ def test_a_crash_before_the_commit_changes_nothing_and_the_next_run_completes(wo
     assert completed["retrained"] is False
     state = _state(world)
     assert state["versions"] == before["versions"] and state["champion"] == before["champion"]
-    assert sorted(monitoring.prediction_index(world["zone"])) == [
+    assert sorted(prediction_index(world["zone"])) == [
         "2025-05-01",
         "2025-06-01",
         "2025-07-01",
     ]
-    history = monitoring.read_performance(world["zone"])
-    assert [monitoring.iso_date(c) for c in history["cutoff"]] == ["2025-05-01", "2025-06-01"]
+    history = read_performance(world["zone"])
+    assert [iso_date(c) for c in history["cutoff"]] == ["2025-05-01", "2025-06-01"]
     assert not history.duplicated(["cutoff", "model_version"]).any()
     # June 1 was scored by the champion of the May run and is judged by the June run
     june_row = history[history["cutoff"] == "2025-06-01"].iloc[0]
@@ -221,7 +232,7 @@ def test_monitoring_metrics_are_in_mlflow_with_the_cutoff_as_step(world, june):
 
     settings = world["settings"]
     client = MlflowClient(tracking_uri=settings.tracking_uri)
-    period = monitoring.read_json(world["zone"], monitoring.period_key("2025-06"))
+    period = read_json(world["zone"], period_key("2025-06"))
     run_id = period["monitoring_run_id"]
     history = client.get_metric_history(run_id, "matured_f1")
     assert sorted(m.step for m in history) == [20250501, 20250601]  # logged once each

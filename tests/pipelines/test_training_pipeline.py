@@ -5,10 +5,10 @@ from pathlib import Path
 
 import pytest
 
-from churn_kfp.cli.run import run_training
 from churn_kfp.core.config import Settings
 from churn_kfp.data.storage import LocalLandingZone, partition_key, read_frame, write_frame
 from churn_kfp.orchestration.localrun import PipelineRunError
+from churn_kfp.runs.training import run_training
 
 pytestmark = pytest.mark.pipeline
 

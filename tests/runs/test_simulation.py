@@ -6,11 +6,13 @@ policy's F1 threshold is set to 1.0 so that it retrains (reason: degradation) wh
 frozen policy only reports that it would have.
 """
 
+import dataclasses
 import json
 
 import pytest
 
 from churn_kfp.core.config import Settings
+from churn_kfp.core.protocol import SIMULATION_PROTOCOL
 from churn_kfp.runs import simulation
 
 pytestmark = [pytest.mark.pipeline, pytest.mark.slow]
@@ -20,7 +22,9 @@ pytestmark = [pytest.mark.pipeline, pytest.mark.slow]
 def result(tmp_path_factory):
     home = tmp_path_factory.mktemp("sim-home")
     settings = Settings.from_env({"CHURN_HOME": str(home)})
-    options = simulation.SimulationOptions(
+    protocol = dataclasses.replace(
+        SIMULATION_PROTOCOL,
+        seed=3,
         n_iter=1,
         retrain_threshold=1.0,
         min_f1=0.2,
@@ -34,8 +38,7 @@ def result(tmp_path_factory):
         drift_from=5,
         initial_months=4,
         n_customers=1000,
-        seed=3,
-        options=options,
+        protocol=protocol,
         parallel=True,
         progress=False,
     )

@@ -1,7 +1,14 @@
 import json
 
 from churn_kfp.core.config import Settings
-from churn_kfp.runs.summary import build_training_summary, format_training_summary, publish
+from churn_kfp.orchestration.localrun import PipelineRunError
+from churn_kfp.runs.retraining import build_retraining_summary, format_retraining_summary
+from churn_kfp.runs.summary import record_failure, write_last_run
+from churn_kfp.runs.training import (
+    build_training_summary,
+    format_training_summary,
+    publish_training_summary,
+)
 
 METRICS = {"f1": 0.71234, "precision": 0.6, "recall": 0.8, "accuracy": 0.9, "roc_auc": 0.91}
 EVALUATION = {
@@ -64,8 +71,51 @@ def test_publish_copies_report_and_keeps_every_run(tmp_path):
     summary = build_training_summary(
         dict(REGISTERED, report_path=str(report)), EVALUATION, elapsed_s=1.0
     )
-    publish(summary, settings)
+    publish_training_summary(summary, settings)
     written = json.loads(settings.last_run_path.read_text())
     assert written["report_path"] == str(settings.reports_dir / "evaluation-v3.html")
     assert (settings.reports_dir / "evaluation-v3.html").read_text() == "<html>report</html>"
     assert (tmp_path / "runs" / "churn-training-42.json").is_file()
+
+
+def test_a_failure_replaces_last_run_and_keeps_the_history(tmp_path):
+    settings = Settings.from_env({"CHURN_HOME": str(tmp_path)})
+    write_last_run({"pipeline": "churn-training", "status": "succeeded"}, settings, "7")
+    error = PipelineRunError("churn-training", "train-model", "ValueError: boom")
+    record_failure(settings, "churn-training", error)
+    assert json.loads(settings.last_run_path.read_text()) == {
+        "status": "failed",
+        "pipeline": "churn-training",
+        "failed_step": "train-model",
+        "error": "ValueError: boom",
+    }
+    kept = json.loads((tmp_path / "runs" / "churn-training-7.json").read_text())
+    assert kept["status"] == "succeeded"
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["churn-training-7.json"]
+
+
+def test_retraining_summary_of_a_skipped_and_of_a_retraining_run():
+    skipped = build_retraining_summary(
+        {"status": "skipped", "reason": "no new data", "run_tag": "t1"}, None, elapsed_s=2.04
+    )
+    assert skipped["pipeline"] == "churn-retraining" and skipped["elapsed_s"] == 2.0
+    assert "skipped: no new data" in format_retraining_summary(skipped)
+    period = {
+        "new_cutoff": "2025-06-01",
+        "champion_before": "1",
+        "champion_after": "2",
+        "latest_matured": {"cutoff": "2025-05-01", "f1": 0.612345, "roc_auc": 0.8},
+        "drift": {"share": 0.25, "drifted_columns": ["recency_days"]},
+        "decision": {"retrain": True, "reasons": [{"message": "F1 below 0.8"}]},
+        "registration": {"model_version": "2", "promoted": True, "decision_reason": "better"},
+        "scored": {"rows": 900},
+        "alerts": [{"kind": "degradation", "message": "F1 fell"}],
+    }
+    summary = build_retraining_summary(
+        {"status": "succeeded", "period": "2025-05", "run_tag": "t2"}, period, elapsed_s=9.0
+    )
+    assert summary["metrics"]["matured_f1"] == 0.6123 and summary["promoted"] is True
+    text = format_retraining_summary(summary)
+    assert "retrained because: F1 below 0.8" in text
+    assert "challenger version 2: promoted (better)" in text
+    assert "alert [degradation] F1 fell" in text

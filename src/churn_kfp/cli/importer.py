@@ -34,8 +34,9 @@ export, overlap without --replace; nothing written), 1 a write failed (undone).
 
 def _handle(args: argparse.Namespace) -> int:
     from churn_kfp.core.config import Settings
-    from churn_kfp.data.importer import ImportFailed, ImportRefused, MappingError, import_file
-    from churn_kfp.data.importer import load_mapping as load
+    from churn_kfp.data.importer.errors import ImportFailed, ImportRefused, MappingError
+    from churn_kfp.data.importer.importing import import_file
+    from churn_kfp.data.importer.mapping import load_mapping as load
     from churn_kfp.data.storage import LandingZoneError, open_landing_zone
 
     landing_zone = args.landing_zone or Settings.from_env().landing_zone
@@ -68,7 +69,7 @@ def _handle(args: argparse.Namespace) -> int:
 
 
 def _refused(args: argparse.Namespace, exc: Exception) -> int:
-    from churn_kfp.data.importer import ImportRefused
+    from churn_kfp.data.importer.errors import ImportRefused
 
     message = str(exc) if not isinstance(exc, FileNotFoundError) else f"{exc}"
     print(f"error: {message}", file=sys.stderr)

@@ -1,1 +1,6 @@
-"""core."""
+"""The core every stage shares: settings, column names, dates and JSON helpers.
+
+Nothing here imports another ``churn_kfp`` package; every other package may import it.
+"""
+
+__all__ = ["columns", "config", "dates", "jsonable", "protocol"]

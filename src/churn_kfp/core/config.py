@@ -15,7 +15,6 @@ CHAMPION_ALIAS = "champion"
 EXPERIMENT_NAME = "churn-kfp"
 TRAINING_PIPELINE = "churn-training"
 RETRAINING_PIPELINE = "churn-retraining"
-DEFAULT_CHURN_WINDOW_DAYS = 30
 
 # Environment every process that trains, registers or serves needs (set in the image too).
 RUNTIME_ENV = {

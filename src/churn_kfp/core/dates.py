@@ -2,8 +2,8 @@
 
 A cutoff's churn label looks at the window ``[cutoff, cutoff + horizon_days)``. The label
 exists only once that window has been fully observed: ``cutoff + horizon <= data_end + 1 day``
-(the whole ``data_end`` day counts as observed). Features, labels, the cutoff plan and
-monitoring all ask :func:`label_window_closed`; nothing else restates the rule.
+(the whole ``data_end`` day counts as observed). Labels, the cutoff plan and monitoring
+all ask :func:`label_window_closed`; nothing else restates the rule.
 """
 
 from __future__ import annotations

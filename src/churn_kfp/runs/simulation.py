@@ -27,51 +27,15 @@ import math
 import os
 import shutil
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from churn_kfp.core.config import MODEL_NAME, Settings
+from churn_kfp.core.protocol import SIMULATION_PROTOCOL, Protocol
 
 RETRAIN, FROZEN = "retrain", "frozen"
 POLICIES = (RETRAIN, FROZEN)
 _ENV_KEYS = ("CHURN_HOME", "CHURN_LANDING_ZONE", "MLFLOW_TRACKING_URI", "CHURN_ARTIFACT_ROOT")
-
-
-@dataclass(frozen=True)
-class SimulationOptions:
-    """Training and policy settings of the simulated runs.
-
-    Attributes:
-        n_iter: Search iterations per candidate model (kept small: the simulation trains
-            many times).
-        n_train_cutoffs: Rolling window of training cutoffs.
-        retrain_threshold: Retrain when the latest matured F1 is below this.
-        drift_threshold: Retrain when this share of monitored features drifted.
-        prediction_drift_triggers: Whether drift of the champion's scores is a reason.
-        min_f1: Gate: minimum test F1.
-        min_roc_auc: Gate: minimum test ROC AUC.
-        max_train_test_gap: Gate: maximum train-test ROC AUC gap.
-        promotion_margin: How much a challenger must beat the champion by.
-        horizon_days: Churn window.
-        eligibility_days: Scoring eligibility.
-        windows: Feature windows.
-        candidate_models: Models trained (in parallel) when the retrain policy retrains.
-    """
-
-    n_iter: int = 2
-    n_train_cutoffs: int = 2
-    retrain_threshold: float = 0.65
-    drift_threshold: float = 0.1
-    prediction_drift_triggers: bool = True
-    min_f1: float = 0.4
-    min_roc_auc: float = 0.65
-    max_train_test_gap: float = 0.2
-    promotion_margin: float = 0.0
-    horizon_days: int = 30
-    eligibility_days: int = 90
-    windows: str = "30,60,90"
-    candidate_models: tuple[str, ...] = ("xgboost", "logistic_regression", "random_forest")
 
 
 def policy_settings(home: Path, policy: str) -> Settings:
@@ -79,51 +43,33 @@ def policy_settings(home: Path, policy: str) -> Settings:
     return Settings.from_env({"CHURN_HOME": str(home / "simulation" / policy)})
 
 
-def _training_arguments(settings: Settings, options: SimulationOptions, seed: int) -> dict:
-    return {
-        "landing_zone": settings.landing_zone,
-        "model_name": MODEL_NAME,
-        "generate": False,
-        "seed": seed,
-        "until": "",
-        "horizon_days": options.horizon_days,
-        "n_train_cutoffs": options.n_train_cutoffs,
-        "eligibility_days": options.eligibility_days,
-        "windows": options.windows,
-        "n_iter": options.n_iter,
-        "min_f1": options.min_f1,
-        "min_roc_auc": options.min_roc_auc,
-        "max_train_test_gap": options.max_train_test_gap,
-        "promotion_margin": options.promotion_margin,
-    }
+def training_arguments_of(settings: Settings, protocol: Protocol) -> dict[str, Any]:
+    """The arguments of a policy's first training run: the data already in its landing zone."""
+    from churn_kfp.runs.training import training_arguments
+
+    return training_arguments(
+        protocol,
+        landing_zone=settings.landing_zone,
+        model_name=MODEL_NAME,
+        generate=False,
+        until="",
+    )
 
 
-def _retraining_arguments(
-    settings: Settings, options: SimulationOptions, seed: int, policy: str
-) -> dict:
-    return {
-        "landing_zone": settings.landing_zone,
-        "model_name": MODEL_NAME,
-        "period": "",
-        "horizon_days": options.horizon_days,
-        "eligibility_days": options.eligibility_days,
-        "windows": options.windows,
-        "n_train_cutoffs": options.n_train_cutoffs,
-        "n_iter": options.n_iter,
-        "seed": seed,
-        "min_f1": options.min_f1,
-        "min_roc_auc": options.min_roc_auc,
-        "max_train_test_gap": options.max_train_test_gap,
-        "promotion_margin": options.promotion_margin,
-        "retrain_threshold": options.retrain_threshold,
-        "drift_threshold": options.drift_threshold,
-        "prediction_drift_triggers": options.prediction_drift_triggers,
-        "retraining_enabled": policy == RETRAIN,
-        "force": False,
-        "drift_columns": "",
-        "webhook_url": "",
-        "candidate_models": list(options.candidate_models),
-    }
+def retraining_arguments_of(settings: Settings, protocol: Protocol, policy: str) -> dict[str, Any]:
+    """The arguments of a policy's monthly retraining run (``frozen`` never retrains)."""
+    from churn_kfp.runs.retraining import retraining_arguments
+
+    return retraining_arguments(
+        protocol,
+        landing_zone=settings.landing_zone,
+        model_name=MODEL_NAME,
+        period="",
+        retraining_enabled=policy == RETRAIN,
+        force=False,
+        drift_columns="",
+        webhook_url="",
+    )
 
 
 def _write_months(data: Any, settings: Settings, months: tuple[str, ...]) -> None:
@@ -187,8 +133,7 @@ def _run_policy(
     home: str,
     data_args: dict[str, Any],
     initial_months: int,
-    options: SimulationOptions,
-    seed: int,
+    protocol: Protocol,
     quiet: bool,
     verbose_progress: bool,
 ) -> dict[str, Any]:
@@ -197,11 +142,11 @@ def _run_policy(
     Returns:
         ``{"training": {...}, "cells": {period: cell}}``.
     """
-    from churn_kfp.cli.retrain import restored_print, run_retraining
-    from churn_kfp.cli.run import run_training
     from churn_kfp.data import datagen
     from churn_kfp.data.storage import open_landing_zone
-    from churn_kfp.loop import monitoring
+    from churn_kfp.loop.state import period_key, read_json
+    from churn_kfp.runs.retraining import restored_print, run_retraining
+    from churn_kfp.runs.training import run_training
 
     def say(line: str) -> None:
         if verbose_progress:
@@ -211,7 +156,7 @@ def _run_policy(
     settings = policy_settings(Path(home), policy)
     _write_months(data, settings, data.months[:initial_months])
     with restored_print():
-        summary = run_training(_training_arguments(settings, options, seed), settings, quiet=quiet)
+        summary = run_training(training_arguments_of(settings, protocol), settings, quiet=quiet)
     training = {
         "period": data.months[initial_months - 1],
         "test_cutoff": (summary.get("lineage") or {}).get("test_cutoff"),
@@ -232,9 +177,9 @@ def _run_policy(
     for period in data.months[initial_months:]:
         _write_months(data, settings, (period,))
         run = run_retraining(
-            _retraining_arguments(settings, options, seed, policy), settings, quiet=quiet
+            retraining_arguments_of(settings, protocol, policy), settings, quiet=quiet
         )
-        period_summary = monitoring.read_json(zone, monitoring.period_key(period)) or {}
+        period_summary = read_json(zone, period_key(period)) or {}
         cells[period] = _month_row(period_summary, run)
         say(_progress_line(policy, period, cells[period]))
     return {"training": training, "cells": cells}
@@ -246,9 +191,8 @@ def run_simulation(
     drift_from: int = 5,
     initial_months: int = 4,
     n_customers: int = 5000,
-    seed: int = 42,
     start: str = "2025-01",
-    options: SimulationOptions | None = None,
+    protocol: Protocol = SIMULATION_PROTOCOL,
     policies: tuple[str, ...] = POLICIES,
     quiet: bool = True,
     parallel: bool = True,
@@ -264,9 +208,9 @@ def run_simulation(
         initial_months: Months the first model is trained on (at least 4: a training plan
             needs a training, a validation and a matured test cutoff).
         n_customers: Synthetic customers.
-        seed: Seed of the data and the model search.
         start: First month ``YYYY-MM``.
-        options: Training and policy settings.
+        protocol: Training and policy settings; its ``seed`` seeds the data and the
+            model search.
         policies: Which policies to run (``retrain``, ``frozen``).
         quiet: Hide the per-step logs of the pipeline runs.
         parallel: Run each policy in its own worker process (they share nothing but the
@@ -283,9 +227,8 @@ def run_simulation(
         PipelineRunError: A pipeline run failed.
         ValueError: Inconsistent arguments.
     """
-    from churn_kfp.loop import monitoring
+    from churn_kfp.loop.periods import iso_date, period_cutoff
 
-    options = options or SimulationOptions()
     if initial_months < 4:
         raise ValueError("initial_months must be >= 4 (train, validation and test cutoffs)")
     if months <= initial_months:
@@ -303,12 +246,12 @@ def run_simulation(
         "n_customers": n_customers,
         "n_months": months,
         "start": start,
-        "seed": seed,
+        "seed": protocol.seed,
         "drift_from_month": drift_from or None,
     }
     periods = [str(p) for p in _period_range(start, months)]
     jobs = {
-        policy: (policy, str(home), data_args, initial_months, options, seed, quiet, progress)
+        policy: (policy, str(home), data_args, initial_months, protocol, quiet, progress)
         for policy in policies
     }
     outcomes: dict[str, dict[str, Any]] = {}
@@ -336,10 +279,10 @@ def run_simulation(
             "drift_start_period": periods[drift_from - 1] if drift_from else None,
             "initial_months": initial_months,
             "n_customers": n_customers,
-            "seed": seed,
+            "seed": protocol.seed,
             "start": start,
             "policies": list(policies),
-            "options": dataclasses.asdict(options),
+            "options": dataclasses.asdict(protocol),
         },
         "training": {p: outcomes[p]["training"] for p in policies},
         "months": [
@@ -347,7 +290,7 @@ def run_simulation(
                 "month": index + 1,
                 "period": periods[index],
                 "drifted": bool(drift_from) and index + 1 >= drift_from,
-                "new_cutoff": monitoring.iso_date(monitoring.period_cutoff(periods[index])),
+                "new_cutoff": iso_date(period_cutoff(periods[index])),
                 "policies": {p: outcomes[p]["cells"][periods[index]] for p in policies},
             }
             for index in range(initial_months, months)
@@ -531,7 +474,8 @@ def plot_timeline(result: dict[str, Any], path: Path) -> Path:
     xs = list(range(len(months)))
     colors = {RETRAIN: "tab:blue", FROZEN: "tab:red"}
     styles = {RETRAIN: ("-", "o", 3), FROZEN: ("--", "s", 2)}
-    first_period = next(iter(result["training"].values()), {}).get("period")
+    first_training: dict[str, Any] = next(iter(result["training"].values()), {})
+    first_period = first_training.get("period")
     for policy in policies:
         train_f1 = (result["training"].get(policy) or {}).get("f1")
         ys = [m["policies"][policy]["f1"] for m in months]

@@ -1,128 +1,54 @@
-"""The run summary: printed for humans, written as ``last-run.json`` for machines."""
+"""What a local run leaves behind: ``last-run.json`` and the ``runs/`` history.
+
+Every run, training or retraining, succeeded, skipped or failed, ends in
+:func:`write_last_run`, so ``$CHURN_HOME/last-run.json`` always describes the latest run and
+``$CHURN_HOME/runs/`` keeps the summary of every run that finished.
+"""
 
 from __future__ import annotations
 
 import json
-import shutil
-from pathlib import Path
+from typing import Any
 
-from churn_kfp.core.config import MODEL_NAME, Settings
+from churn_kfp.core.config import Settings
 
-HEADLINE_METRICS = ("f1", "precision", "recall", "accuracy", "roc_auc", "pr_auc")
+__all__ = ["record_failure", "rounded", "write_last_run"]
 
 
-def _round(value):
+def rounded(value: Any) -> Any:
+    """A metric as summaries show it: floats to 4 decimals, anything else unchanged."""
     return round(value, 4) if isinstance(value, float) else value
 
 
-def _metrics(values: dict | None) -> dict:
-    return {k: _round(v) for k, v in (values or {}).items() if not isinstance(v, dict | list)}
+def write_last_run(
+    summary: dict[str, Any], settings: Settings, history_id: str | None = None
+) -> dict[str, Any]:
+    """Writes ``summary`` to ``last-run.json`` (atomically) and returns it.
 
-
-def _feature_summary(data: dict) -> dict:
-    from churn_kfp.learn.features import describe_feature_groups, feature_groups_used
-
-    names = data.get("features") or []
-    if isinstance(names, dict):  # {"numeric": [...], "categorical": [...]}
-        names = [n for group in names.values() for n in group]
-    groups = feature_groups_used(names)
-    return {"groups": groups, "description": describe_feature_groups(groups), "count": len(names)}
-
-
-def build_training_summary(registered: dict, evaluation: dict, elapsed_s: float) -> dict:
-    """Combines the registration result and the evaluation into the run summary."""
-    chosen = evaluation["champion"]
-    test = evaluation["candidates"][chosen]["test"]
-    return {
-        "status": "succeeded",
-        "pipeline": registered.get("pipeline"),
-        "pipeline_run_id": registered.get("pipeline_run_id"),
-        "model_name": registered.get("model_name", MODEL_NAME),
-        "model_version": registered.get("model_version"),
-        "champion_version": registered.get("champion_version"),
-        "previous_champion_version": registered.get("previous_champion_version"),
-        "promoted": registered.get("promoted"),
-        "decision": registered.get("decision_reason"),
-        "gate": registered.get("gate"),
-        "chosen_model": chosen,
-        "metrics": {k: _round(test.get(k)) for k in HEADLINE_METRICS},
-        "lift_top_decile": _round(test.get("lift_top_decile")),
-        "capture_top_decile": _round(test.get("capture_top_decile")),
-        "base_rate": _round(test.get("base_rate")),
-        "candidates": {
-            name: {split: _metrics(c.get(split)) for split in ("validation", "test")}
-            for name, c in evaluation["candidates"].items()
-        },
-        "baselines": {
-            name: _metrics(b.get("test")) for name, b in evaluation.get("baselines", {}).items()
-        },
-        "leakage_warning": evaluation.get("leakage_warning"),
-        "features": _feature_summary(evaluation.get("data", {})),
-        "data": {k: v for k, v in evaluation.get("data", {}).items() if k not in ("features",)},
-        "train_test_gap": _round(evaluation.get("train_test_gap")),
-        "lineage": registered.get("lineage", {}),
-        "run_id": registered.get("run_id"),
-        "artifact_uri": registered.get("artifact_uri"),
-        "report_path": registered.get("report_path"),
-        "elapsed_s": round(elapsed_s, 1),
-    }
-
-
-def publish(summary: dict, settings: Settings) -> dict:
-    """Copies the report next to the other reports and writes ``last-run.json``.
-
-    Every summary is also kept under ``runs/`` so a later failed run loses nothing.
+    Args:
+        summary: The run summary; its ``pipeline`` names the history file.
+        settings: Where local state lives.
+        history_id: With an id (pipeline run id, run tag), the summary is also kept as
+            ``runs/<pipeline>-<history_id>.json``, so a later run loses nothing.
     """
-    settings.reports_dir.mkdir(parents=True, exist_ok=True)
-    source = summary.get("report_path")
-    if source and Path(source).is_file():
-        target = settings.reports_dir / f"evaluation-v{summary.get('model_version')}.html"
-        shutil.copyfile(source, target)
-        shutil.copyfile(source, settings.reports_dir / "latest-evaluation.html")
-        summary["report_path"] = str(target)
-    runs = settings.home / "runs"
-    runs.mkdir(parents=True, exist_ok=True)
+    settings.home.mkdir(parents=True, exist_ok=True)
     text = json.dumps(summary, indent=2, default=str)
-    run_id = summary.get("pipeline_run_id") or "run"
-    (runs / f"{summary.get('pipeline')}-{run_id}.json").write_text(text)
+    if history_id is not None:
+        runs = settings.home / "runs"
+        runs.mkdir(parents=True, exist_ok=True)
+        (runs / f"{summary.get('pipeline')}-{history_id}.json").write_text(text)
     tmp = settings.last_run_path.with_suffix(".tmp")
     tmp.write_text(text)
     tmp.replace(settings.last_run_path)
     return summary
 
 
-def format_training_summary(summary: dict) -> str:
-    """Renders the summary as a few readable lines."""
-    m = summary["metrics"]
-    lines = [
-        "",
-        f"== {summary['pipeline']} finished in {summary['elapsed_s']} s ==",
-        f"features: {summary['features']['description']} ({summary['features']['count']})",
-        f"chosen model (best on validation): {summary['chosen_model']}",
-        "test metrics:  "
-        + "  ".join(f"{k}={m[k]}" for k in HEADLINE_METRICS if m.get(k) is not None),
-    ]
-    if summary.get("lift_top_decile") is not None:
-        lines.append(
-            f"top decile:    lift={summary['lift_top_decile']}  "
-            f"capture={summary.get('capture_top_decile')}  "
-            f"(base churn rate {summary.get('base_rate')})"
-        )
-    for name, vals in summary.get("baselines", {}).items():
-        lines.append(f"baseline {name}: roc_auc={vals.get('roc_auc')} pr_auc={vals.get('pr_auc')}")
-    cutoffs = summary.get("data", {}).get("cutoffs")
-    if cutoffs:
-        lines.append(
-            "cutoffs:       "
-            + "  ".join(f"{split}={','.join(cutoffs.get(split, []))}" for split in cutoffs)
-        )
-    if summary.get("leakage_warning"):
-        lines.append(f"WARNING: {summary['leakage_warning']}")
-    verdict = "promoted to @champion" if summary["promoted"] else "not promoted"
-    lines += [
-        f"registered {summary['model_name']} version {summary['model_version']}: {verdict}"
-        f" ({summary.get('decision')})",
-        f"champion is now version {summary['champion_version']}",
-        f"report: {summary['report_path']}",
-    ]
-    return "\n".join(lines)
+def record_failure(settings: Settings, pipeline: str, exc: Exception) -> None:
+    """Writes a failed status to ``last-run.json`` (earlier summaries stay under ``runs/``)."""
+    failure = {
+        "status": "failed",
+        "pipeline": pipeline,
+        "failed_step": getattr(exc, "task", None),
+        "error": getattr(exc, "cause", None) or str(exc),
+    }
+    write_last_run(failure, settings)

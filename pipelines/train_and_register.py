@@ -1,0 +1,121 @@
+"""The train-and-register sub-pipeline both pipelines run: validated data in, a champion out.
+
+Graph::
+
+    features -> labels -> train x N (ParallelFor) -> evaluate -> register + promote -> deploy
+
+The training pipeline runs it on every run; the retraining pipeline inside its ``retrain``
+branch. Its tasks read live state where they register and deploy (not cached) and their
+cluster settings from the Secret and ConfigMap
+(:func:`churn_kfp.orchestration.cluster_env.use_cluster_config`), like every task.
+"""
+
+from kfp import dsl
+from kfp.dsl import Artifact, Dataset, Input
+
+from churn_kfp.components.deployment import deploy_model
+from churn_kfp.components.evaluation import evaluate_models
+from churn_kfp.components.features import build_features
+from churn_kfp.components.labels import label_churn
+from churn_kfp.components.registration import register_model
+from churn_kfp.components.training import train_model
+from churn_kfp.core.protocol import PROTOCOL
+from churn_kfp.orchestration.cluster_env import use_cluster_config
+
+__all__ = ["train_and_register"]
+
+
+@dsl.pipeline(
+    name="train-and-register",
+    description="Featurize, label, train candidates in parallel, evaluate, register in MLflow, "
+    "promote and deploy the champion.",
+)
+def train_and_register(
+    transactions: Input[Dataset],
+    customers: Input[Dataset],
+    scored_feedback: Input[Dataset],
+    quality_report: Input[Artifact],
+    tracking_uri: str,
+    model_name: str,
+    pipeline_name: str,
+    horizon_days: int,
+    n_train_cutoffs: int,
+    eligibility_days: int,
+    windows: str,
+    candidate_models: list,
+    n_iter: int,
+    seed: int,
+    min_f1: float,
+    min_roc_auc: float,
+    max_train_test_gap: float,
+    promotion_margin: float,
+    deploy_mode: str,
+    namespace: str,
+    test_cutoff: str = PROTOCOL.test_cutoff,
+    cutoff_spacing: str = PROTOCOL.cutoff_spacing,
+) -> str:
+    """Trains ``candidate_models`` on cutoffs of the data, registers the best, deploys a champion.
+
+    ``pipeline_name`` is the calling pipeline (it tags the registered version). Returns the
+    registration summary as JSON.
+    """
+    features = build_features(
+        transactions=transactions,
+        customers=customers,
+        scored_feedback=scored_feedback,
+        horizon_days=horizon_days,
+        n_train_cutoffs=n_train_cutoffs,
+        eligibility_days=eligibility_days,
+        windows=windows,
+        test_cutoff=test_cutoff,
+        cutoff_spacing=cutoff_spacing,
+    ).set_display_name("features as of cutoffs")
+
+    labelled = label_churn(
+        features=features.outputs["features"],
+        transactions=transactions,
+        horizon_days=horizon_days,
+    ).set_display_name("churn labels")
+
+    with dsl.ParallelFor(items=candidate_models, parallelism=3) as model_type:
+        trained = train_model(
+            labelled=labelled.outputs["labelled"], model_type=model_type, n_iter=n_iter, seed=seed
+        ).set_display_name("train candidate")
+
+    evaluated = evaluate_models(
+        labelled=labelled.outputs["labelled"],
+        models=dsl.Collected(trained.outputs["model"]),
+    ).set_display_name("evaluate + choose")
+
+    registered = register_model(
+        best_model=evaluated.outputs["best_model"],
+        evaluation=evaluated.outputs["evaluation"],
+        labelled=labelled.outputs["labelled"],
+        quality_report=quality_report,
+        cutoff_plan=features.outputs["cutoff_plan"],
+        report=evaluated.outputs["report"],
+        tracking_uri=tracking_uri,
+        model_name=model_name,
+        pipeline_name=pipeline_name,
+        pipeline_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+        min_f1=min_f1,
+        min_roc_auc=min_roc_auc,
+        max_train_test_gap=max_train_test_gap,
+        promotion_margin=promotion_margin,
+    ).set_display_name("register + promote")
+    # The champion lookup reads live registry state: never replay a cached answer.
+    registered.set_caching_options(False)
+
+    deployed = deploy_model(
+        model_name=model_name,
+        champion_version=registered.outputs["champion_version"],
+        promoted=registered.outputs["promoted"],
+        namespace=namespace,
+        mode=deploy_mode,
+        tracking_uri=tracking_uri,
+    ).set_display_name("deploy champion (KServe)")
+    deployed.set_caching_options(False)
+
+    for task in (features, labelled, trained, evaluated, registered, deployed):
+        use_cluster_config(task)
+    return registered.outputs["summary"]
