@@ -1,0 +1,108 @@
+"""Component ``deploy-model``: the champion's KServe manifest, from a real MLflow registry.
+
+No cluster here: ``local`` mode writes the manifest only, and ``cluster`` mode refuses a
+model whose artifacts KServe could not download before it contacts any cluster.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from kfp import dsl
+
+from churn_kfp.components.deployment import deploy_model
+
+pytestmark = pytest.mark.filterwarnings("ignore:The ``noload`` loader strategy:DeprecationWarning")
+
+MODEL_NAME = "components-deploy"
+
+
+@pytest.fixture(scope="module")
+def storage_uri(mlflow_env) -> str:
+    """Registers a tiny scikit-learn model (version 1, alias ``champion``); its artifact URI."""
+    import mlflow
+    from mlflow import MlflowClient
+    from sklearn.linear_model import LogisticRegression
+
+    uri = mlflow_env["MLFLOW_TRACKING_URI"]
+    mlflow.set_tracking_uri(uri)
+    client = MlflowClient(uri)
+    experiment = client.create_experiment(
+        "components-deploy", artifact_location=mlflow_env["CHURN_ARTIFACT_ROOT"]
+    )
+    with mlflow.start_run(experiment_id=experiment):
+        info = mlflow.sklearn.log_model(
+            LogisticRegression().fit([[0.0], [1.0]], [0, 1]),
+            name="model",
+            registered_model_name=MODEL_NAME,
+        )
+    client.set_registered_model_alias(MODEL_NAME, "champion", "1")
+    return client.get_logged_model(info.model_id).artifact_location.rstrip("/")
+
+
+def deploy(artifacts, **overrides) -> tuple[dict, dsl.Artifact]:
+    manifest = artifacts.output(dsl.Artifact, "manifest")
+    arguments = {
+        "model_name": MODEL_NAME,
+        "champion_version": "champion",
+        "promoted": True,
+        "namespace": "ml",
+        "mode": "local",
+        "tracking_uri": "",  # MLFLOW_TRACKING_URI from mlflow_env
+    }
+    result = deploy_model.python_func(manifest=manifest, **arguments | overrides)
+    return json.loads(result), manifest
+
+
+def test_local_mode_writes_the_manifest_of_the_champion(artifacts, storage_uri):
+    result, manifest = deploy(artifacts, canary_percent=20)
+
+    written = yaml.safe_load(Path(manifest.path).read_text())
+    assert written["kind"] == "InferenceService"
+    assert written["metadata"]["name"] == MODEL_NAME
+    assert written["metadata"]["namespace"] == "ml"
+    predictor = written["spec"]["predictor"]
+    assert predictor["model"]["storageUri"] == storage_uri
+    assert predictor["canaryTrafficPercent"] == 20
+    assert manifest.metadata == {
+        "skipped": False,
+        "applied": False,
+        "storage_uri": storage_uri,
+        "inference_service": f"ml/{MODEL_NAME}",
+    }
+    assert result["deployed"] is False and result["skipped"] is False
+    assert result["storage_uri"] == storage_uri and result["version"] == "champion"
+
+
+def test_a_version_number_and_no_canary(artifacts, storage_uri):
+    _, manifest = deploy(artifacts, champion_version="1", canary_percent=0)
+
+    predictor = yaml.safe_load(Path(manifest.path).read_text())["spec"]["predictor"]
+    assert predictor["model"]["storageUri"] == storage_uri
+    assert "canaryTrafficPercent" not in predictor  # 0 rolls out fully
+
+
+def test_nothing_promoted_skips_and_says_so(artifacts):
+    result, manifest = deploy(artifacts, promoted=False)
+
+    assert result == {
+        "deployed": False,
+        "skipped": True,
+        "reason": f"no new champion was promoted: {MODEL_NAME} is not redeployed",
+    }
+    assert Path(manifest.path).read_text().startswith("# skipped: no new champion")
+    assert manifest.metadata == {"skipped": True}
+
+
+def test_cluster_mode_refuses_artifacts_kserve_cannot_download(artifacts, storage_uri):
+    assert storage_uri.startswith("file://")
+    with pytest.raises(RuntimeError, match="not reachable by KServe"):
+        deploy(artifacts, mode="cluster")
+
+
+def test_an_unknown_version_fails_with_the_model_name(artifacts, storage_uri):
+    with pytest.raises(RuntimeError, match=f"cannot resolve {MODEL_NAME}@7"):
+        deploy(artifacts, champion_version="7")
