@@ -19,8 +19,8 @@ ifdef IMAGE
 export CHURN_IMAGE := $(IMAGE)
 endif
 
-.PHONY: help install run test test-fast lint format compile bench simulate serve predict \
-        example-cdnow submit schedule images manifests clean
+.PHONY: help install run test test-fast lint lint-imports typecheck format compile bench \
+        simulate serve predict example-cdnow submit schedule images manifests clean
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "; printf "churn-kfp targets (local state lives in CHURN_HOME, default .churn/):\n\n"} \
@@ -32,21 +32,29 @@ $(STAMP): pyproject.toml requirements.lock
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -e .
 	@touch $(STAMP)
 
-install: $(STAMP) ## Create .venv if missing and install the pinned project
+install: $(STAMP) ## Create .venv if missing; install the pinned project with its dev tools
 
 run: $(STAMP) ## Train, evaluate and register a churn model locally (kfp.local, no cluster; VERBOSE=1: task logs)
 	$(BIN)/churn run $(QUIET)
 
-test: $(STAMP) ## Run the whole test suite (unit, pipeline, serving, storage, manifests)
-	$(BIN)/ruff check .
+test: lint ## The lint checks, then the whole test suite (unit, pipeline, serving, storage, manifests)
 	$(BIN)/python -m pytest
 
-test-fast: $(STAMP) ## Inner loop: every test but pipeline runs, servers and long scenarios
+test-fast: lint ## Inner loop: the lint checks, then every test but pipeline runs, servers and long scenarios
 	$(BIN)/python -m pytest -q -m "not (slow or pipeline or serving or s3)"
 
-lint: $(STAMP) ## Lint and check formatting with ruff
+# The same checks run as pre-commit hooks (.pre-commit-config.yaml).
+lint: $(STAMP) ## Check with ruff (lint and format), the import contracts and mypy
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/python tools/lint_imports.py
+	$(BIN)/mypy
+
+lint-imports: $(STAMP) ## Check the import contracts (layers, light components) on the installed layout
+	$(BIN)/python tools/lint_imports.py
+
+typecheck: $(STAMP) ## Type-check the package with mypy (configured in pyproject.toml)
+	$(BIN)/mypy
 
 format: $(STAMP) ## Format the code with ruff
 	$(BIN)/ruff format .

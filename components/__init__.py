@@ -5,3 +5,16 @@ Every component runs in the project image
 ``install_kfp_package=False``: the image already holds the pinned kfp, so nothing is
 installed at run time. Heavy imports happen inside the component bodies.
 """
+
+__all__ = [
+    "data_generation",
+    "deployment",
+    "evaluation",
+    "features",
+    "ingestion",
+    "labels",
+    "monitoring",
+    "registration",
+    "sentiment",
+    "training",
+]
