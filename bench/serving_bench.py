@@ -183,11 +183,11 @@ def pick_model(workdir: Path, model_dir: str | None) -> dict[str, Any]:
 
 
 def bench_rows(model_path: Path, synthetic: bool, n: int = 1000) -> pd.DataFrame:
-    from churn_kfp.serving import server as serving
+    from churn_kfp.serving import client as serving_client
 
     if synthetic:
         return synthetic_features(n, seed=7)
-    example = serving.input_example(model_path)
+    example = serving_client.input_example(model_path)
     if example is None or example.empty:
         raise SystemExit(f"{model_path} has no input example to sample rows from")
     return example.sample(n, replace=True, random_state=7).reset_index(drop=True)
@@ -440,11 +440,11 @@ def enter_concurrently(stack: ExitStack, factories: dict[str, Any]) -> dict[str,
 
 
 def v2_bodies(frame: pd.DataFrame) -> dict[str, bytes]:
-    from churn_kfp.serving import server as serving
+    from churn_kfp.serving import client as serving_client
 
     return {
-        "1": json.dumps(serving.frame_to_v2_request(frame.head(1))).encode(),
-        "1000": json.dumps(serving.frame_to_v2_request(frame)).encode(),
+        "1": json.dumps(serving_client.frame_to_v2_request(frame.head(1))).encode(),
+        "1000": json.dumps(serving_client.frame_to_v2_request(frame)).encode(),
     }
 
 
@@ -458,15 +458,15 @@ def split_bodies(frame: pd.DataFrame) -> dict[str, bytes]:
 
 
 def parse_v2(data: bytes) -> np.ndarray:
-    from churn_kfp.serving import server as serving
+    from churn_kfp.serving import client as serving_client
 
-    return serving.parse_v2_response(json.loads(data)).probability
+    return serving_client.parse_v2_response(json.loads(data)).probability
 
 
 def parse_mlflow(data: bytes) -> np.ndarray:
-    from churn_kfp.serving import server as serving
+    from churn_kfp.registry.contract import positive_class_proba
 
-    return serving.positive_class(np.asarray(json.loads(data)["predictions"], dtype=float))
+    return positive_class_proba(np.asarray(json.loads(data)["predictions"], dtype=float))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -522,7 +522,9 @@ def run(
         frame = bench_rows(model_path, synthetic=picked["source"].startswith("synthetic"))
         results["model"] = {"source": picked["source"], "path": str(model_path)}
         pyfunc = mlflow.pyfunc.load_model(str(model_path))
-        expected = serving.positive_class(np.asarray(pyfunc.predict(frame)))
+        from churn_kfp.registry.contract import positive_class_proba
+
+        expected = positive_class_proba(np.asarray(pyfunc.predict(frame)))
 
         setups: dict[str, Any] = {"mlserver (churn serve)": serving.VALIDATING_RUNTIME}
         if with_stock:

@@ -16,7 +16,7 @@ from stand_ins import HttpError
 from churn_kfp.cli.main import main
 from churn_kfp.components._base import churn_component
 from churn_kfp.core.config import RETRAINING_PIPELINE, TRAINING_PIPELINE
-from churn_kfp.orchestration import kfp_client
+from churn_kfp.orchestration import cron, kfp_client
 from churn_kfp.pipelines import registry
 
 API = "/apis/v2beta1"
@@ -82,7 +82,7 @@ def _free_port() -> int:
     ],
 )
 def test_cron_is_converted_to_six_fields(typed, sent):
-    assert kfp_client.to_kfp_cron(typed) == sent
+    assert cron.to_kfp_cron(typed) == sent
     assert len(sent.split()) == 6
 
 
@@ -106,8 +106,8 @@ def test_cron_is_converted_to_six_fields(typed, sent):
     ],
 )
 def test_malformed_cron_is_rejected(typed, says):
-    with pytest.raises(kfp_client.CronError, match=says):
-        kfp_client.to_kfp_cron(typed)
+    with pytest.raises(cron.CronError, match=says):
+        cron.to_kfp_cron(typed)
 
 
 def test_schedule_rejects_malformed_cron_before_any_request(env, kfp_server, capsys):

@@ -27,6 +27,7 @@ import requests
 
 from churn_kfp.cli import main as cli
 from churn_kfp.core.config import Settings
+from churn_kfp.serving import client as serving_client
 from churn_kfp.serving import server as serving
 
 pytestmark = pytest.mark.serving
@@ -236,14 +237,14 @@ def test_frame_to_v2_request_types_and_missing_values():
     frame = pd.DataFrame(
         {"x": [1.5, np.nan], "n": [1, 2], "s": ["a", None], "b": [True, False]},
     )
-    body = frame_body = serving.frame_to_v2_request(frame)
+    body = frame_body = serving_client.frame_to_v2_request(frame)
     assert body["parameters"] == {"content_type": "pd"}
     inputs = {i["name"]: i for i in frame_body["inputs"]}
     assert inputs["x"] == {"name": "x", "shape": [2, 1], "datatype": "FP64", "data": [1.5, None]}
     assert inputs["n"]["datatype"] == "INT64" and inputs["n"]["data"] == [1, 2]
     assert inputs["s"]["datatype"] == "BYTES" and inputs["s"]["data"] == ["a", None]
     assert inputs["b"]["datatype"] == "BOOL"
-    forced = serving.frame_to_v2_request(frame, columns=["n"], datatypes={"n": "FP64"})
+    forced = serving_client.frame_to_v2_request(frame, columns=["n"], datatypes={"n": "FP64"})
     assert forced["inputs"] == [
         {"name": "n", "shape": [2, 1], "datatype": "FP64", "data": [1.0, 2.0]}
     ]
@@ -263,11 +264,11 @@ def test_parse_v2_response_of_both_runtimes():
             },
         ]
     }
-    parsed = serving.parse_v2_response(ours)
+    parsed = serving_client.parse_v2_response(ours)
     assert parsed.probability.tolist() == [0.2, 0.7]
     assert parsed.decision.tolist() == [False, True] and parsed.threshold == 0.5
     stock = {"outputs": [{"name": "output-1", "shape": [2, 2], "data": [0.8, 0.2, 0.3, 0.7]}]}
-    parsed = serving.parse_v2_response(stock)
+    parsed = serving_client.parse_v2_response(stock)
     assert parsed.probability.tolist() == [0.2, 0.7] and parsed.decision is None
 
 
@@ -357,7 +358,7 @@ def test_server_listens_on_loopback_only(server):
 
 def test_plain_http_matches_pyfunc(server, pyfunc, rows):
     assert rows[FEATURES].isna().any().any(), "the rows should exercise missing values"
-    response = post_infer(server.url, serving.frame_to_v2_request(rows[FEATURES]))
+    response = post_infer(server.url, serving_client.frame_to_v2_request(rows[FEATURES]))
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["model_name"] == MODEL and body["model_version"] == "1"
@@ -368,7 +369,7 @@ def test_plain_http_matches_pyfunc(server, pyfunc, rows):
     assert outputs["churn"]["parameters"]["threshold"] == THRESHOLD
     assert outputs["churn"]["data"] == (probability >= THRESHOLD).tolist()
     # The client helper batches and gives the same answer.
-    batched = serving.predict_http(server.url, rows[FEATURES], batch_size=64)
+    batched = serving_client.predict_http(server.url, rows[FEATURES], batch_size=64)
     np.testing.assert_array_equal(batched, probability)
 
 
@@ -378,7 +379,7 @@ def test_concurrent_clients_get_their_own_answers(server, pyfunc):
     frames = [make_features(20 + i, seed=100 + i) for i in range(8)]
 
     def score(frame):
-        return serving.predict_http(server.url, frame[FEATURES])
+        return serving_client.predict_http(server.url, frame[FEATURES])
 
     for _ in range(3):
         with ThreadPoolExecutor(max_workers=8) as pool:
@@ -427,7 +428,7 @@ def test_tritonclient_matches_pyfunc(server, pyfunc):
 
 
 def _body(frame: pd.DataFrame) -> dict:
-    return serving.frame_to_v2_request(frame[FEATURES])
+    return serving_client.frame_to_v2_request(frame[FEATURES])
 
 
 def _with_input(frame: pd.DataFrame, name: str, **changes) -> dict:
@@ -623,7 +624,7 @@ def test_kserve_style_environment_configuration(served, pyfunc, rows, tmp_path):
         serving.wait_until_ready(url, "churn-isvc", timeout=150, process=process)
         meta = requests.get(f"{url}/v2/models/churn-isvc", timeout=5).json()
         assert meta["parameters"]["threshold"] == 0.3
-        answer = serving.predict_frame(url, rows[FEATURES], model_name="churn-isvc")
+        answer = serving_client.predict_frame(url, rows[FEATURES], model_name="churn-isvc")
         np.testing.assert_allclose(answer.probability, expected_proba(pyfunc, rows), atol=1e-6)
         assert answer.threshold == 0.3
         np.testing.assert_array_equal(answer.decision, answer.probability >= 0.3)

@@ -141,6 +141,7 @@ def _handle_submit(args: argparse.Namespace) -> int:
 
 def _handle_schedule(args: argparse.Namespace) -> int:
     from churn_kfp.orchestration import kfp_client
+    from churn_kfp.orchestration.cron import to_kfp_cron
 
     try:
         if not args.name:
@@ -149,7 +150,7 @@ def _handle_schedule(args: argparse.Namespace) -> int:
                 if args.pipeline == RETRAINING_PIPELINE
                 else f"{args.pipeline}-scheduled"
             )
-        cron = kfp_client.to_kfp_cron(args.cron)
+        cron = to_kfp_cron(args.cron)
         if cron != " ".join(args.cron.split()):
             print(f"cron {args.cron!r} is sent to KFP as {cron!r} (6 fields, seconds first)")
         client, conn, plans = _prepare(args, [args.pipeline])
@@ -187,9 +188,10 @@ def _handle_schedule(args: argparse.Namespace) -> int:
 
 def _fail(exc: Exception) -> int:
     from churn_kfp.orchestration import kfp_client
+    from churn_kfp.orchestration.cron import CronError
 
     print(f"error: {exc}", file=sys.stderr)
-    usage = (kfp_client.KfpConfigError, kfp_client.CronError, kfp_client.ParameterError)
+    usage = (kfp_client.KfpConfigError, CronError, kfp_client.ParameterError)
     return 2 if isinstance(exc, usage) else 1
 
 

@@ -78,10 +78,11 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _banner(server) -> str:
+    from churn_kfp.serving import client as serving_client
     from churn_kfp.serving import server as serving
 
     model = server.model
-    example = serving.input_example(model.model_dir)
+    example = serving_client.input_example(model.model_dir)
     lines = [
         "",
         f"MLServer is ready in {server.startup_seconds:.1f} s (V2 / Open Inference protocol)",
@@ -108,7 +109,7 @@ def _banner(server) -> str:
         lines += [
             "",
             "try it:",
-            serving.curl_example(server.url, example.head(2), model.name),
+            serving_client.curl_example(server.url, example.head(2), model.name),
         ]
     lines += [
         "",
@@ -144,7 +145,7 @@ def _predict(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from churn_kfp.core import columns
-    from churn_kfp.serving import server as serving
+    from churn_kfp.serving import client as serving_client
 
     path = Path(args.features)
     if not path.is_file():
@@ -157,11 +158,11 @@ def _predict(args: argparse.Namespace) -> int:
         return 2
     url = args.url.rstrip("/")
     try:
-        metadata = serving.model_metadata(url, args.model)
-    except serving.ServingError as exc:
+        metadata = serving_client.model_metadata(url, args.model)
+    except serving_client.ServingError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         return 1
-    datatypes = serving.input_datatypes(metadata)
+    datatypes = serving_client.input_datatypes(metadata)
     wanted = list(datatypes) or columns.feature_columns(frame.columns)
     missing = [name for name in wanted if name not in frame.columns]
     if missing:
@@ -178,7 +179,7 @@ def _predict(args: argparse.Namespace) -> int:
         print(f"not sent to the model (not model inputs): {not_sent}", file=sys.stderr)
     try:
         with tqdm(total=len(frame), unit="row", desc="scoring", disable=args.quiet) as bar:
-            result = serving.predict_frame(
+            result = serving_client.predict_frame(
                 url,
                 frame,
                 batch_size=args.batch_size,
@@ -187,7 +188,7 @@ def _predict(args: argparse.Namespace) -> int:
                 datatypes=datatypes,
                 progress=bar.update,
             )
-    except serving.ServingError as exc:
+    except serving_client.ServingError as exc:
         print(f"error: {exc.message if exc.status == 0 else exc}", file=sys.stderr)
         return 1
     out = pd.DataFrame({name: frame[name].to_numpy() for name in _KEPT_COLUMNS if name in frame})

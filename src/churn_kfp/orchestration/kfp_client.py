@@ -9,7 +9,8 @@ and ``churn schedule``. They encode the fixes for traps users of KFP report upst
   then reuse the version named by :func:`version_name` if the server has it, else
   ``upload_pipeline_version``.
 * **Six-field cron** (kubeflow/pipelines#5014, #2318): KFP parses cron with seconds first,
-  so the usual ``0 10 * * *`` would fire hourly. :func:`to_kfp_cron` converts 5-field
+  so the usual ``0 10 * * *`` would fire hourly. :func:`~churn_kfp.orchestration.cron.to_kfp_cron`
+  converts 5-field
   expressions and rejects malformed ones before anything is sent.
 * **Recurring runs** (kubeflow/pipelines#11296, #7421): a recurring run is pinned to the
   pipeline version it was created with, and the API has no update. :func:`schedule`
@@ -40,6 +41,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from churn_kfp.orchestration.cron import to_kfp_cron
 
 # Where Kubeflow projects a service-account token for the KFP API into pods (the SDK's
 # ``ServiceAccountTokenVolumeCredentials`` convention); ``KF_PIPELINES_SA_TOKEN_PATH``
@@ -87,10 +90,6 @@ class KfpApiError(KfpError):
     def __init__(self, message: str, status: int | None = None):
         super().__init__(message)
         self.status = status
-
-
-class CronError(ValueError):
-    """A cron expression KFP would reject or misread."""
 
 
 class ParameterError(ValueError):
@@ -310,138 +309,6 @@ def _error_text(body: Any) -> str:
             message = f"{message} ({details})"
         return str(message or data)[:500]
     return str(data)[:500]
-
-
-# --------------------------------------------------------------------------- cron
-
-_MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
-_WEEKDAYS = ("SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT")
-_FIELDS = (  # (name, low, high, names) of KFP's six fields, seconds first (robfig/cron)
-    ("seconds", 0, 59, None),
-    ("minutes", 0, 59, None),
-    ("hours", 0, 23, None),
-    ("day of month", 1, 31, None),
-    ("month", 1, 12, _MONTHS),
-    ("day of week", 0, 6, _WEEKDAYS),
-)
-_DESCRIPTORS = {
-    "@yearly": "0 0 0 1 1 *",
-    "@annually": "0 0 0 1 1 *",
-    "@monthly": "0 0 0 1 * *",
-    "@weekly": "0 0 0 * * 0",
-    "@daily": "0 0 0 * * *",
-    "@midnight": "0 0 0 * * *",
-    "@hourly": "0 0 * * * *",
-}
-CRON_HELP = (
-    "use the usual 5 fields 'minute hour day-of-month month day-of-week' (e.g. '0 6 1 * *' "
-    "= 06:00 on the 1st of every month), KFP's 6 fields with seconds first "
-    "('0 0 6 1 * *'), or @monthly/@weekly/@daily/@hourly"
-)
-
-
-def to_kfp_cron(expression: str) -> str:
-    """Converts a cron expression to the six-field form KFP expects (seconds first).
-
-    Five fields (the usual crontab form) get ``0`` seconds prepended; a day-of-week ``7``
-    (Sunday in crontab) becomes ``0``, which is all KFP's parser accepts. Six fields are
-    validated and returned unchanged. ``@monthly``-style descriptors are expanded.
-
-    Args:
-        expression: The cron expression a user typed.
-
-    Returns:
-        The six-field expression to send to KFP.
-
-    Raises:
-        CronError: The expression is malformed, has out-of-range values, uses syntax KFP
-            does not support (``L``, ``W``, ``#``, a year field), or would fire every second.
-    """
-    text = " ".join((expression or "").split())
-    if not text:
-        raise CronError(f"empty cron expression: {CRON_HELP}")
-    if text.startswith("@"):
-        if text.lower() in _DESCRIPTORS:
-            return _DESCRIPTORS[text.lower()]
-        raise CronError(f"unsupported cron descriptor {text!r}: {CRON_HELP}")
-    fields = text.split(" ")
-    if len(fields) == 5:
-        fields[4] = _crontab_sunday(fields[4], text)
-        fields = ["0", *fields]
-    elif len(fields) == 7:
-        raise CronError(
-            f"cron {text!r} has 7 fields: a Quartz-style year field is not supported by KFP; "
-            f"{CRON_HELP}"
-        )
-    elif len(fields) != 6:
-        raise CronError(f"cron {text!r} has {len(fields)} fields: {CRON_HELP}")
-    for value, spec in zip(fields, _FIELDS, strict=True):
-        _check_field(value, spec, text)
-    if fields[0] in ("*", "?") or fields[0].startswith("*/"):
-        raise CronError(
-            f"cron {text!r}: seconds field {fields[0]!r} would start runs every few seconds; "
-            f"{CRON_HELP}"
-        )
-    return " ".join(fields)
-
-
-def _crontab_sunday(dow: str, text: str) -> str:
-    """Maps crontab's Sunday-as-7 to 0 (KFP's parser takes 0-6 only)."""
-    items = []
-    for item in dow.split(","):
-        if item == "7":
-            items.append("0")
-        elif re.fullmatch(r"[0-6]-7", item):
-            low = int(item[0])
-            items.append("0" if low == 7 else f"{low}-6,0" if low < 6 else "6,0")
-        elif re.search(r"(^|-)7(/|$)", item):
-            raise CronError(
-                f"cron {text!r}: day of week {item!r} uses 7 for Sunday inside a step; "
-                "KFP takes 0-6 (0 = Sunday)"
-            )
-        else:
-            items.append(item)
-    return ",".join(items)
-
-
-def _check_field(value: str, spec: tuple, text: str) -> None:
-    name, low, high, names = spec
-
-    def number(token: str) -> int:
-        if names and token.upper() in names:
-            return names.index(token.upper()) + low
-        if not token.isdigit():
-            raise CronError(
-                f"cron {text!r}: {name} {value!r} is not valid ({token!r} is not a number"
-                + (f" or one of {'/'.join(names)}" if names else "")
-                + f"); {CRON_HELP}"
-            )
-        number_ = int(token)
-        if not low <= number_ <= high:
-            raise CronError(f"cron {text!r}: {name} {number_} is outside {low}-{high}")
-        return number_
-
-    if not value:
-        raise CronError(f"cron {text!r}: empty {name} field")
-    for item in value.split(","):
-        residue = item.upper()
-        for known in names or ():
-            residue = residue.replace(known, "")
-        if re.search(r"[LW#]", residue):
-            raise CronError(
-                f"cron {text!r}: {name} {item!r} uses L/W/# which KFP's cron does not support"
-            )
-        base, _, step = item.partition("/")
-        if step and (not step.isdigit() or int(step) == 0):
-            raise CronError(f"cron {text!r}: {name} step {step!r} must be a positive number")
-        if base in ("*", "?"):
-            if base == "?" and name not in ("day of month", "day of week"):
-                raise CronError(f"cron {text!r}: '?' is only allowed in day fields")
-            continue
-        first, dash, last = base.partition("-")
-        start = number(first)
-        if dash and number(last) < start:
-            raise CronError(f"cron {text!r}: {name} range {base!r} goes backwards")
 
 
 # --------------------------------------------------------------------------- pipelines
@@ -799,7 +666,7 @@ def _restore(client, conn: Connection, old) -> str:
             job_name=old.display_name,
             description=old.description,
             cron_expression=cron,
-            interval_second=None if cron else int(interval),
+            interval_second=None if cron else int(interval or 0),
             max_concurrency=int(old.max_concurrency or 1),
             no_catchup=old.no_catchup,
             params=(runtime.parameters if runtime else None) or {},

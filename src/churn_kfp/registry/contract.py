@@ -19,6 +19,8 @@ if TYPE_CHECKING:
     import pandas as pd
 
 __all__ = [
+    "DECISION_OUTPUT",
+    "PROBABILITY_OUTPUT",
     "DEFAULT_THRESHOLD",
     "THRESHOLD_TAG",
     "MissingInputColumnsError",
@@ -30,6 +32,10 @@ __all__ = [
 THRESHOLD_TAG = "threshold"
 """Model-version tag holding the decision threshold tuned on validation."""
 DEFAULT_THRESHOLD = 0.5
+PROBABILITY_OUTPUT = "churn_probability"
+"""V2 output of a served model: P(churn) per row."""
+DECISION_OUTPUT = "churn"
+"""V2 output of a served model: P(churn) >= the version's threshold."""
 
 
 def parse_threshold(value: Any) -> float | None:

@@ -1,1 +1,9 @@
-"""serving."""
+"""Serving: the promoted model over the V2 (Open Inference) protocol, locally and on KServe.
+
+``server`` runs MLServer on this machine with ``runtime``, the validating runtime (typed
+inputs, 422s naming fields, ``churn_probability`` and ``churn`` outputs); ``client`` calls any
+V2 endpoint from DataFrames; ``deploy`` is the pipelines' last step (a manifest locally, the
+KServe InferenceService on a cluster).
+"""
+
+__all__ = ["client", "deploy", "runtime", "server"]

@@ -69,10 +69,8 @@ from mlserver.types import (
 )
 from mlserver_mlflow import MLflowRuntime
 
-from churn_kfp.serving.server import positive_class
+from churn_kfp.registry.contract import DECISION_OUTPUT, PROBABILITY_OUTPUT, positive_class_proba
 
-PROBABILITY_OUTPUT = "churn_probability"
-DECISION_OUTPUT = "churn"
 THRESHOLD_KEY = "threshold"
 NON_NULLABLE_KEY = "non_nullable_columns"
 THREADS_KEY = "inference_threads"
@@ -455,7 +453,7 @@ class ValidatingMLflowRuntime(MLflowRuntime):
             frame = decode_inputs(payload.inputs, self._specs, self.name)
             output = await asyncio.to_thread(self._predict_frame, frame)
         try:
-            probability = positive_class(output).astype(np.float64)
+            probability = positive_class_proba(output)
         except ValueError as exc:
             raise ModelFailedError(f"model {self.name} returned {exc}") from None
         n = len(probability)
