@@ -73,11 +73,6 @@ class Settings:
         return self.home / "reports"
 
     @property
-    def state_dir(self) -> Path:
-        """Ledger, prediction store and performance history of the retraining loop."""
-        return self.home / "state"
-
-    @property
     def logs_dir(self) -> Path:
         """Full task logs of every local pipeline run."""
         return self.home / "logs"

@@ -102,7 +102,7 @@ def error_from_log(lines: list[str]) -> tuple[str | None, str | None]:
 
 def prepare_environment(settings: Settings) -> None:
     """Creates the local state folders and exports the settings to the task processes."""
-    for path in (settings.home, settings.pipeline_root, settings.reports_dir, settings.state_dir):
+    for path in (settings.home, settings.pipeline_root, settings.reports_dir):
         path.mkdir(parents=True, exist_ok=True)
     if not settings.landing_zone.startswith("s3://"):
         Path(settings.landing_zone).mkdir(parents=True, exist_ok=True)
