@@ -121,9 +121,14 @@ def mlflow_env() -> Iterator[dict[str, str]]:
     shm = Path("/dev/shm")
     parent = str(shm) if shm.is_dir() and os.access(shm, os.W_OK) else None
     home = Path(tempfile.mkdtemp(prefix="churn-components-", dir=parent))
+    tracking_uri = f"sqlite:///{home / 'mlflow.db'}"
+    # The registry URI is set too, so that it is restored afterwards: the components'
+    # ``mlflow.set_registry_uri`` also exports MLFLOW_REGISTRY_URI, which would otherwise
+    # outlive this module and point later tests at a deleted database.
     env = {
         "CHURN_HOME": str(home),
-        "MLFLOW_TRACKING_URI": f"sqlite:///{home / 'mlflow.db'}",
+        "MLFLOW_TRACKING_URI": tracking_uri,
+        "MLFLOW_REGISTRY_URI": tracking_uri,
         "CHURN_ARTIFACT_ROOT": (home / "mlartifacts").as_uri(),
     }
     for name in ("mlflow", "alembic"):
@@ -131,7 +136,7 @@ def mlflow_env() -> Iterator[dict[str, str]]:
     with pytest.MonkeyPatch.context() as patch:
         for key, value in env.items():
             patch.setenv(key, value)
-        for key in ("MLFLOW_EXPERIMENT_ID", "MLFLOW_REGISTRY_URI", "CHURN_LANDING_ZONE"):
+        for key in ("MLFLOW_EXPERIMENT_ID", "CHURN_LANDING_ZONE"):
             patch.delenv(key, raising=False)
         yield env
     mlflow.set_tracking_uri(None)

@@ -102,24 +102,16 @@ def build_pipeline():
 
 @contextlib.contextmanager
 def mlflow_tracking(uri: str):
-    """Points MLflow's tracking and registry at ``uri``; restores the previous settings after.
-
-    Both are set: a registry URI left behind by an earlier test would otherwise send the
-    registration to another (possibly deleted) database.
-    """
+    """Points MLflow's fluent API at ``uri`` and restores the previous setting afterwards."""
     import mlflow
-    from mlflow.tracking._model_registry import utils as registry_utils
     from mlflow.tracking._tracking_service import utils
 
     old_uri, old_env = utils._tracking_uri, os.environ.get("MLFLOW_TRACKING_URI")
-    old_registry = registry_utils._registry_uri
     mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
     try:
         yield
     finally:
         mlflow.set_tracking_uri(old_uri)
-        mlflow.set_registry_uri(old_registry)
         if old_env is not None:
             os.environ["MLFLOW_TRACKING_URI"] = old_env
 
