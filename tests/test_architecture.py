@@ -154,6 +154,7 @@ def test_light_components_contract_breaks_on_a_module_level_heavy_import():
 
 
 def test_every_package_on_disk_is_installed():
+    """The image installs the wheel, so a folder missing from pyproject is missing there."""
     roots = {PACKAGES[name] for name in PACKAGES if "." not in name} | {
         PACKAGES[f"{ROOT}.components"],
         PACKAGES[f"{ROOT}.pipelines"],
