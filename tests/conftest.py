@@ -13,8 +13,32 @@ apply_runtime_env()
 
 REPO = Path(__file__).resolve().parents[1]
 
+MLFLOW_ENV = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLFLOW_EXPERIMENT_ID")
+
 # Shared fixtures: the SeaweedFS S3 server and the STAND-IN cluster APIs (tests/support/).
 pytest_plugins = ("support.s3_server", "support.cluster")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def isolated_mlflow_uris():
+    """Gives MLflow's process-wide URIs back as they were after each test module.
+
+    ``mlflow.set_tracking_uri`` / ``set_registry_uri`` (called by our register step, so by
+    every test that registers in-process) also export ``MLFLOW_*_URI`` into ``os.environ``;
+    left behind, they point the next module's MLflow calls at a deleted temporary database.
+    """
+    from mlflow.tracking._model_registry import utils as registry_utils
+    from mlflow.tracking._tracking_service import utils as tracking_utils
+
+    saved_env = {key: os.environ.get(key) for key in MLFLOW_ENV}
+    saved_uris = (tracking_utils._tracking_uri, registry_utils._registry_uri)
+    yield
+    tracking_utils._tracking_uri, registry_utils._registry_uri = saved_uris
+    for key, value in saved_env.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
 
 
 @pytest.fixture(scope="session")

@@ -102,18 +102,16 @@ def build_pipeline():
 
 @contextlib.contextmanager
 def mlflow_tracking(uri: str):
-    """Points MLflow's fluent API at ``uri`` and restores the previous setting afterwards."""
-    import mlflow
-    from mlflow.tracking._tracking_service import utils
+    """Points MLflow's fluent API (tracking and registry) at ``uri``.
 
-    old_uri, old_env = utils._tracking_uri, os.environ.get("MLFLOW_TRACKING_URI")
+    The autouse ``isolated_mlflow_uris`` fixture (tests/conftest.py) gives the previous
+    URIs back when the module ends.
+    """
+    import mlflow
+
     mlflow.set_tracking_uri(uri)
-    try:
-        yield
-    finally:
-        mlflow.set_tracking_uri(old_uri)
-        if old_env is not None:
-            os.environ["MLFLOW_TRACKING_URI"] = old_env
+    mlflow.set_registry_uri(uri)
+    yield
 
 
 def register_model(home: Path) -> dict:
