@@ -61,6 +61,7 @@ def test_run_hands_the_training_pipeline_its_documented_arguments(captured):
         "test_cutoff": "",
         "cutoff_spacing": "MS",
         "n_iter": 6,
+        "validation_folds": 2,
         "min_f1": 0.5,
         "min_roc_auc": 0.7,
         "max_train_test_gap": 0.15,
@@ -83,6 +84,21 @@ def test_run_refuses_a_bad_cutoff_spacing(capsys):
     assert "--cutoff-spacing" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("value", ["abc", "30,,90", "30,sixty", "0,30", "-30", ""])
+def test_run_refuses_bad_windows_before_any_pipeline(value, captured, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["run", "--windows", value])
+    assert exit_info.value.code == 2 and "training" not in captured
+    err = capsys.readouterr().err
+    assert "argument --windows: expected comma-separated whole numbers of days" in err
+    assert repr(value) in err and "Traceback" not in err
+
+
+def test_run_accepts_windows_with_blanks(captured):
+    run_cli(["run", "--windows", " 14, 28 ,56"])
+    assert captured["training"]["windows"] == "14,28,56"
+
+
 def test_retrain_hands_the_retraining_pipeline_its_arguments(captured):
     run_cli(["retrain", "--no-prediction-drift", "--candidate-models", "xgboost, random_forest"])
     arguments = captured["retraining"]
@@ -91,6 +107,14 @@ def test_retrain_hands_the_retraining_pipeline_its_arguments(captured):
     assert arguments["candidate_models"] == ["xgboost", "random_forest"]
     assert arguments["retraining_enabled"] is True and arguments["period"] == ""
     assert "test_cutoff" not in arguments and "run_tag" not in arguments
+
+
+def test_retrain_hands_every_decision_threshold_to_the_pipeline(captured):
+    run_cli(["retrain", "--drift-persistence", "3", "--backoff-periods", "1"])
+    arguments = captured["retraining"]
+    assert arguments["drift_persistence"] == 3 and arguments["backoff_periods"] == 1
+    assert arguments["performance_drop"] == 0.05 and arguments["drift_effect_floor"] == 0.2
+    assert arguments["retrain_threshold"] == 0.0 and arguments["drift_threshold"] == 0.3
 
 
 def test_simulate_passes_the_simulation_protocol(captured):

@@ -16,7 +16,8 @@ def generate(landing_zone: str, **overrides) -> dict:
 
 
 def files_under(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+    """The data files under ``raw/`` (not the generator's manifest, not the lock file)."""
+    return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("raw/**/*") if p.is_file()}
 
 
 def test_writes_monthly_partitions_and_says_what_it_wrote(tmp_path):

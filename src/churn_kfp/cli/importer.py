@@ -28,7 +28,9 @@ a minimal mapping (every key: docs/data-contract.md):
   timestamp_format: "%d/%m/%Y %H:%M"
 
 exit codes: 0 imported (or already imported: nothing added), 2 refused (bad mapping or
-export, overlap without --replace; nothing written), 1 a write failed (undone).
+export, overlap without --replace; nothing written), 1 a write failed (nothing imported)
+or the landing zone is busy (another import or run holds its lock), 130 interrupted
+(Ctrl-C or SIGTERM: nothing imported). Even a killed import is all or nothing.
 """
 
 
@@ -112,8 +114,9 @@ def register(subparsers) -> None:
     parser.add_argument(
         "--fresh",
         action="store_true",
-        help="start from an empty landing zone: remove every data file and import manifest "
-        "in it once the export has passed its checks (examples, experiments)",
+        help="start from an empty landing zone: remove the data files of every table and "
+        "every manifest once the export has passed its checks; other files (a README, "
+        "notes) stay (examples, experiments)",
     )
     parser.add_argument(
         "--dry-run", action="store_true", help="read, check and report; write nothing"

@@ -29,8 +29,18 @@ def _cutoff_spacing(value: str) -> str:
     return value
 
 
+def _windows(value: str) -> str:
+    """Checks ``--windows``: comma-separated whole numbers of days, each at least 1."""
+    parts = [part.strip() for part in value.split(",")]
+    if not all(part.isdigit() and int(part) > 0 for part in parts):
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated whole numbers of days such as 30,60,90, got {value!r}"
+        )
+    return ",".join(str(int(part)) for part in parts)
+
+
 # Parameters whose value is checked while parsing (the other ones take their field's type).
-_CHECKS = {"cutoff_spacing": _cutoff_spacing}
+_CHECKS = {"cutoff_spacing": _cutoff_spacing, "windows": _windows}
 
 
 def add_protocol_options(

@@ -6,7 +6,9 @@ It owns:
   tokens that mean "missing");
 - the landing zone where raw data arrives, date-partitioned, on a local disk or in S3
   (``landing``: the protocol and its errors; ``storage``: the local backend, the layout
-  and ``open_landing_zone``; ``s3storage``: the S3 backend);
+  and ``open_landing_zone``; ``s3storage``: the S3 backend), its all-or-nothing changes
+  of many files, even when a process is killed (``staging``), and its one-writer lock
+  (``locking``);
 - the import of a user's own export into the landing zone, ``churn import``
   (the ``importer`` package);
 - ingestion: reading, validating and cleaning the landing zone (``validation``, with its
@@ -23,8 +25,10 @@ __all__ = [
     "importer",
     "ingest_report",
     "landing",
+    "locking",
     "s3storage",
     "sentiment",
+    "staging",
     "storage",
     "validation",
 ]

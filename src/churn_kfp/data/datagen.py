@@ -17,22 +17,36 @@ price-sensitive budget customers then only buy in a sale week every other month,
 customers leave abruptly after a bad experience, and everybody's feedback turns negative.
 
 :func:`simulate` is pure (no I/O); :func:`write_to_landing_zone` lays the tables out as
-date-partitioned CSV files; :func:`generate` does both. The feedback texts are written
+date-partitioned CSV files, replacing the dataset it wrote before as a whole and never
+writing beside data it did not write (:func:`check_generator_owns`); :func:`generate`
+does both. The feedback texts are written
 from templates in :mod:`churn_kfp.data.datagen_text`.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 import numpy as np
 import pandas as pd
 
 from churn_kfp.data.contract import CUSTOMERS, FEEDBACK, TABLES, TRANSACTIONS
 from churn_kfp.data.datagen_text import compose_texts, sentiment_level
-from churn_kfp.data.landing import LandingZone
-from churn_kfp.data.storage import open_landing_zone, partition_key, unpartitioned_key, write_frame
+from churn_kfp.data.landing import LandingZone, LandingZoneError
+from churn_kfp.data.locking import landing_zone_lock
+from churn_kfp.data.staging import settle, write_change
+from churn_kfp.data.storage import (
+    MANIFEST_PREFIX,
+    SYNTHETIC_MANIFEST_KEY,
+    contract_data_keys,
+    frame_bytes,
+    open_landing_zone,
+    partition_key,
+    unpartitioned_key,
+)
 
 __all__ = [
     "BURN_IN_MONTHS",
@@ -40,6 +54,7 @@ __all__ = [
     "DRIFT_PRICE_FACTOR",
     "DRIFT_SENTIMENT_SHIFT",
     "DUPLICATE_RATE",
+    "ForeignDataError",
     "GENDERS",
     "LOCATIONS",
     "MISSING_RATE",
@@ -47,6 +62,7 @@ __all__ = [
     "SEGMENTS",
     "TIMESTAMP_FORMAT",
     "SyntheticData",
+    "check_generator_owns",
     "generate",
     "simulate",
     "write_to_landing_zone",
@@ -629,10 +645,13 @@ def _csv_ready(table: str, frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def write_to_landing_zone(data: SyntheticData, zone: LandingZone, daily: bool = False) -> dict:
-    """Writes the tables to a landing zone as date-partitioned CSV files.
+    """Writes the tables to a landing zone as date-partitioned CSV files, replacing the last.
 
     Every simulated month (or day, when ``daily``) gets a file, empty ones included;
-    re-writing the same data gives byte-identical files.
+    re-writing the same data gives byte-identical files. The dataset replaces the one
+    written before as a whole (files of months it no longer has are removed), all or
+    nothing (:func:`~churn_kfp.data.staging.write_change`, committed by the generator's
+    manifest ``imports/synthetic-data.json``), under the landing zone's lock.
 
     Args:
         data: Output of :func:`simulate`.
@@ -641,11 +660,19 @@ def write_to_landing_zone(data: SyntheticData, zone: LandingZone, daily: bool = 
 
     Returns:
         A summary: rows per table, months, number and keys of the files written.
+
+    Raises:
+        ForeignDataError: The landing zone holds data the generator did not write.
+        LandingZoneBusy: Another run or import holds the landing zone's lock.
     """
-    keys: list[str] = []
-    customers_key = unpartitioned_key(CUSTOMERS)
-    write_frame(zone, customers_key, _csv_ready(CUSTOMERS, data.customers))
-    keys.append(customers_key)
+    files: list[tuple[str, bytes]] = []
+    partitions: list[dict] = []
+
+    def add(key: str, period: str, frame: pd.DataFrame) -> None:
+        files.append((key, frame_bytes(key, frame)))
+        partitions.append({"key": key, "period": period, "rows": len(frame)})
+
+    add(unpartitioned_key(CUSTOMERS), "all", _csv_ready(CUSTOMERS, data.customers))
     for table, frame in ((TRANSACTIONS, data.transactions), (FEEDBACK, data.feedback)):
         ready = _csv_ready(table, frame)
         stamp = frame["timestamp"]
@@ -654,27 +681,77 @@ def write_to_landing_zone(data: SyntheticData, zone: LandingZone, daily: bool = 
             period = pd.Period(month, freq="M")
             in_month = ready[month_of == month]
             if not daily:
-                key = partition_key(table, period.year, period.month)
-                write_frame(zone, key, in_month)
-                keys.append(key)
+                add(partition_key(table, period.year, period.month), month, in_month)
                 continue
             day_of = stamp[in_month.index].dt.day
             for day in range(1, period.days_in_month + 1):
                 key = partition_key(table, period.year, period.month, day)
-                write_frame(zone, key, in_month[day_of == day])
-                keys.append(key)
+                add(key, f"{month}-{day:02d}", in_month[day_of == day])
+    rows = {
+        CUSTOMERS: len(data.customers),
+        TRANSACTIONS: len(data.transactions),
+        FEEDBACK: len(data.feedback),
+    }
+    months = f"{data.months[0]}..{data.months[-1]}" if data.months else "no months"
+    manifest = {
+        "source": f"synthetic data ({rows[CUSTOMERS]:,} customers, {months})",
+        "table": "all",
+        "written_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "daily": daily,
+        "rows": rows,
+        "partitions": partitions,
+    }
+    with landing_zone_lock(zone, "the synthetic data generator"):
+        settle(zone, abandon=True)
+        previous = check_generator_owns(zone)
+        write_change(zone, files, SYNTHETIC_MANIFEST_KEY, manifest, deletes=previous)
+    keys = [key for key, _ in files]
     return {
         "landing_zone": zone.uri,
         "months": list(data.months),
         "daily": daily,
-        "rows": {
-            CUSTOMERS: len(data.customers),
-            TRANSACTIONS: len(data.transactions),
-            FEEDBACK: len(data.feedback),
-        },
+        "rows": rows,
         "files_written": len(keys),
         "keys": keys,
     }
+
+
+class ForeignDataError(LandingZoneError):
+    """The landing zone holds data the synthetic generator did not write."""
+
+
+def check_generator_owns(zone: LandingZone) -> set[str]:
+    """Checks that every data file and manifest in the landing zone is the generator's.
+
+    Returns:
+        The data files of the dataset the generator wrote last (to be replaced).
+
+    Raises:
+        ForeignDataError: Imported data, or data files no generator manifest names; the
+            message says what to do instead.
+    """
+    try:
+        manifest = json.loads(zone.read_bytes(SYNTHETIC_MANIFEST_KEY))
+    except (FileNotFoundError, ValueError):
+        manifest = {}
+    own = {p["key"] for p in manifest.get("partitions", [])}
+    foreign = [key for key in contract_data_keys(zone) if key not in own]
+    imports = [
+        key
+        for key in zone.list_keys(MANIFEST_PREFIX)
+        if key.endswith(".json") and key != SYNTHETIC_MANIFEST_KEY
+    ]
+    if foreign or imports:
+        found = [f"{len(foreign)} data file(s) it did not write"] if foreign else []
+        found += [f"{len(imports)} import(s) of churn import"] if imports else []
+        example = f" (e.g. {foreign[0]})" if foreign else ""
+        raise ForeignDataError(
+            f"landing zone {zone.uri} holds {' and '.join(found)}{example}: the synthetic "
+            "generator never writes beside other data. To train on that data, run "
+            "`churn run --no-generate`; for synthetic data, use another landing zone "
+            "(`churn run --landing-zone PATH`, or CHURN_LANDING_ZONE). Nothing was written"
+        )
+    return own
 
 
 def generate(

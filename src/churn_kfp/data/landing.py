@@ -11,7 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-__all__ = ["LandingZone", "LandingZoneError", "Partition", "PreconditionFailed"]
+__all__ = [
+    "LandingZone",
+    "LandingZoneBusy",
+    "LandingZoneError",
+    "Partition",
+    "PreconditionFailed",
+]
 
 
 class LandingZoneError(RuntimeError):
@@ -20,6 +26,10 @@ class LandingZoneError(RuntimeError):
 
 class PreconditionFailed(LandingZoneError):
     """A conditional write lost a race: the object changed (or appeared) since it was read."""
+
+
+class LandingZoneBusy(LandingZoneError):
+    """Another process holds the landing zone's lock (a run or an import is under way)."""
 
 
 class LandingZone(Protocol):
@@ -41,6 +51,12 @@ class LandingZone(Protocol):
 
     def delete(self, key: str) -> None:
         """Deletes one object (no error when absent)."""
+
+    def move(self, source: str, target: str) -> None:
+        """Moves one object to another key (replacing it); no error when ``source`` is gone.
+
+        Readers see ``target`` either as it was or as the whole moved object.
+        """
 
     def read_versioned(self, key: str) -> tuple[bytes, str] | None:
         """Reads an object and its version tag (ETag); None when absent."""

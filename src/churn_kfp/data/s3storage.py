@@ -237,6 +237,20 @@ class S3LandingZone:
         with self._errors("deleting", key):
             self._client.remove_object(self.bucket, name)
 
+    def move(self, source: str, target: str) -> None:
+        """Copies the object server-side, then deletes the source; no error when it is gone."""
+        from minio.commonconfig import CopySource
+
+        name = self._object(target)
+        try:
+            with self._errors("copying", source):
+                self._client.copy_object(
+                    self.bucket, name, CopySource(self.bucket, self._object(source))
+                )
+        except FileNotFoundError:
+            return
+        self.delete(source)
+
     def read_versioned(self, key: str) -> tuple[bytes, str] | None:
         """Reads an object and its ETag in one GET; ``None`` when absent."""
         name = self._object(key)

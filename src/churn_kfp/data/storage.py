@@ -6,6 +6,8 @@ Layout, the same on a local disk and in an S3 bucket::
     raw/sales/year=2025/month=01/day=15/sales_2025_01_15.csv  # daily partition
     raw/feedback/year=2025/month=01/feedback_raw_2025_01.csv
     raw/customers/customers.csv                              # not partitioned
+    imports/<sha256>.json                                    # one manifest per import
+    imports/synthetic-data.json                              # the generator's manifest
 
 This module holds the local backend (:class:`LocalLandingZone`), the layout (partition
 keys, :func:`discover_partitions`), reading and writing frames, and
@@ -16,6 +18,7 @@ implements, its errors and :class:`~churn_kfp.data.landing.Partition` live in
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import io
@@ -29,16 +32,22 @@ import pandas as pd
 from churn_kfp.data.contract import TABLES
 from churn_kfp.data.landing import LandingZone, LandingZoneError, Partition, PreconditionFailed
 from churn_kfp.data.s3storage import open_s3_landing_zone
+from churn_kfp.data.staging import settle
 
 __all__ = [
     "DATA_SUFFIXES",
+    "MANIFEST_PREFIX",
     "RAW_PREFIX",
+    "SYNTHETIC_MANIFEST_ID",
+    "SYNTHETIC_MANIFEST_KEY",
     "LandingZone",
     "LandingZoneError",
     "LocalLandingZone",
     "Partition",
+    "contract_data_keys",
     "PreconditionFailed",
     "discover_partitions",
+    "frame_bytes",
     "open_landing_zone",
     "partition_key",
     "read_frame",
@@ -49,6 +58,11 @@ __all__ = [
 ]
 
 RAW_PREFIX = "raw"
+MANIFEST_PREFIX = "imports/"
+"""Where the manifests live: one per import (``imports/<sha256>.json``), and the generator's."""
+SYNTHETIC_MANIFEST_ID = "synthetic-data"
+"""The synthetic generator's manifest is ``imports/synthetic-data.json``."""
+SYNTHETIC_MANIFEST_KEY = f"{MANIFEST_PREFIX}{SYNTHETIC_MANIFEST_ID}.json"
 _PARTITION_RE = re.compile(r"year=(\d{4})/month=(\d{2})(?:/day=(\d{2}))?/")
 DATA_SUFFIXES = (".csv", ".parquet")
 
@@ -105,6 +119,13 @@ class LocalLandingZone:
     def delete(self, key: str) -> None:
         """Deletes the file if present."""
         self._path(key).unlink(missing_ok=True)
+
+    def move(self, source: str, target: str) -> None:
+        """Renames a file (atomic on one file system); no error when ``source`` is gone."""
+        path = self._path(target)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            os.replace(self._path(source), path)
 
     def read_versioned(self, key: str) -> tuple[bytes, str] | None:
         """Reads a file and its content hash (the local stand-in for an ETag)."""
@@ -172,7 +193,8 @@ def unpartitioned_key(table: str, suffix: str = ".csv") -> str:
 
 
 def discover_partitions(zone: LandingZone, table: str) -> list[Partition]:
-    """Lists a table's partition files, oldest first."""
+    """Lists a table's partition files, oldest first (after finishing committed changes)."""
+    settle(zone)
     partitions = []
     for key in zone.list_keys(table_prefix(table)):
         match = _PARTITION_RE.search(key)
@@ -185,8 +207,24 @@ def discover_partitions(zone: LandingZone, table: str) -> list[Partition]:
 
 
 def table_keys(zone: LandingZone, table: str) -> list[str]:
-    """Lists all data files of a table, partitioned or not."""
+    """Lists all data files of a table, partitioned or not (after finishing committed changes)."""
+    settle(zone)
     return [k for k in zone.list_keys(table_prefix(table)) if k.endswith(DATA_SUFFIXES)]
+
+
+def contract_data_keys(zone: LandingZone) -> list[str]:
+    """Every data file ingestion reads: partitions of the partitioned tables, the others' files.
+
+    Anything else under ``raw/`` (a README, spreadsheets, files outside the layout) is not
+    the contract's.
+    """
+    keys = []
+    for table, contract in TABLES.items():
+        if contract.partitioned:
+            keys += [p.key for p in discover_partitions(zone, table)]
+        else:
+            keys += table_keys(zone, table)
+    return sorted(keys)
 
 
 def read_frame(zone: LandingZone, key: str) -> pd.DataFrame:
@@ -197,11 +235,16 @@ def read_frame(zone: LandingZone, key: str) -> pd.DataFrame:
     return pd.read_csv(io.BytesIO(data), dtype=str, keep_default_na=False, na_values=[""])
 
 
-def write_frame(zone: LandingZone, key: str, frame: pd.DataFrame) -> None:
-    """Writes a frame as CSV or Parquet (by the key's suffix), atomically."""
+def frame_bytes(key: str, frame: pd.DataFrame) -> bytes:
+    """Encodes a frame as CSV or Parquet, by the key's suffix."""
     buffer = io.BytesIO()
     if key.endswith(".parquet"):
         frame.to_parquet(buffer, index=False)
     else:
         frame.to_csv(buffer, index=False)
-    zone.write_bytes(key, buffer.getvalue())
+    return buffer.getvalue()
+
+
+def write_frame(zone: LandingZone, key: str, frame: pd.DataFrame) -> None:
+    """Writes a frame as CSV or Parquet (by the key's suffix), atomically."""
+    zone.write_bytes(key, frame_bytes(key, frame))

@@ -25,8 +25,9 @@ wrong encoding, a mapped column that the file does not have (which is also how a
 delimiter shows: the file seems to have a single column), time stamps unusable in most
 rows (> ``rules.MAX_UNUSABLE_SHARE``), amounts that are mostly not numbers, no row left
 after the drops, and partitions that would overwrite another import's data without
-``replace=True``. If a write fails midway, the files this import wrote are removed again
-and replaced files are restored (``errors.ImportFailed``).
+``replace=True``. The writes are one staged change that the import's manifest commits
+(:mod:`churn_kfp.data.staging`): a write that fails midway (``errors.ImportFailed``), or
+a process killed midway, leaves the landing zone as it was.
 
 Re-importing the same file (same bytes, same mapping) adds nothing and says so.
 

@@ -25,7 +25,6 @@ from churn_kfp.data.importer.reading import read_export
 from churn_kfp.data.importer.report import ImportReport, Progress, date_range
 from churn_kfp.data.importer.rules import REASONS, in_background, stage
 from churn_kfp.data.importer.writing import (
-    MANIFEST_PREFIX,
     load_manifests,
     manifest_key,
     overlap_refusal,
@@ -33,7 +32,14 @@ from churn_kfp.data.importer.writing import (
     plan_files,
     write_all,
 )
-from churn_kfp.data.storage import RAW_PREFIX, LandingZone, open_landing_zone
+from churn_kfp.data.locking import landing_zone_lock
+from churn_kfp.data.staging import settle, sigterm_as_interrupt
+from churn_kfp.data.storage import (
+    SYNTHETIC_MANIFEST_ID,
+    LandingZone,
+    contract_data_keys,
+    open_landing_zone,
+)
 
 __all__ = ["PROGRESS_MIN_BYTES", "import_file"]
 
@@ -57,30 +63,54 @@ def import_file(
         mapping: An :class:`ImportMapping` or the path of its YAML file.
         zone: A landing zone or its URI (local folder or ``s3://bucket/prefix``).
         replace: Replace partitions that hold data from another source (or from this file
-            imported with another mapping). Without it such an overlap is refused.
+            imported with another mapping). Without it such an overlap is refused. Also
+            restores the months of a file imported before whose files a later import
+            replaced.
         progress: Show a progress bar for large files (on a terminal only).
         dry_run: Read, check and report, but write nothing.
-        fresh: Start from an empty landing zone: every existing data file (all tables) and
-            import manifest is removed, once the export has passed every check. For
-            examples and experiments; restored if a write fails.
+        fresh: Start from an empty landing zone: every data file of the contract's tables
+            (what ingestion reads) and every import manifest is removed, once the export
+            has passed every check; other files (a README, notes) are left alone. For
+            examples and experiments; nothing is removed if the import fails.
 
     Returns:
         The report. ``status`` is ``unchanged`` when this file was already imported with
         this mapping (nothing is written again).
 
     Raises:
-        ImportRefused: The export cannot be imported as it is; nothing was written.
-        ImportFailed: A write failed midway; what this import wrote was removed and the
-            files it replaced were restored.
+        ImportRefused: The export cannot be imported as it is (or the landing zone holds
+            synthetic data); nothing was written.
+        ImportFailed: A write failed midway; nothing was imported.
+        LandingZoneBusy: Another import or run holds the landing zone's lock.
         FileNotFoundError: If ``source`` does not exist.
+
+    The import holds the landing zone's lock (:mod:`churn_kfp.data.locking`) and is one
+    all-or-nothing change (:mod:`churn_kfp.data.staging`), even when the process is killed.
     """
     started = time.perf_counter()
     path = Path(source)
     mapping = mapping if isinstance(mapping, ImportMapping) else load_mapping(mapping)
     zone = open_landing_zone(zone) if isinstance(zone, str) else zone
-    name = str(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
+    if dry_run:
+        return _import(path, mapping, zone, replace, progress, True, fresh, started)
+    with landing_zone_lock(zone, f"churn import {path.name}"), sigterm_as_interrupt():
+        settle(zone, abandon=True)  # what an import or generator killed earlier left
+        return _import(path, mapping, zone, replace, progress, False, fresh, started)
+
+
+def _import(
+    path: Path,
+    mapping: ImportMapping,
+    zone: LandingZone,
+    replace: bool,
+    progress: bool,
+    dry_run: bool,
+    fresh: bool,
+    started: float,
+) -> ImportReport:
+    name = str(path)
     data = path.read_bytes()
     sha = hashlib.sha256(data).hexdigest()
     base: dict[str, Any] = {
@@ -98,15 +128,27 @@ def import_file(
         )
 
     manifests = load_manifests(zone)
+    synthetic = manifests.get(SYNTHETIC_MANIFEST_ID)
+    if synthetic is not None and not fresh and not dry_run:
+        raise ImportRefused(
+            name,
+            None,
+            f"the landing zone {zone.uri} holds synthetic data "
+            f"({len(synthetic.get('partitions', []))} file(s), {synthetic.get('source', '')}); "
+            "your rows would be mixed with it",
+            hint="Import into another landing zone (--landing-zone PATH), or run again with "
+            "--fresh to remove the synthetic data first. Nothing was written",
+        )
     previous = manifests.get(sha)
     if not fresh and previous is not None and previous.get("mapping_digest") == mapping.digest():
         present = [p["key"] for p in previous.get("partitions", []) if zone.exists(p["key"])]
-        if len(present) == len(previous.get("partitions", [])):
+        replaced = [k for r in previous.get("replaced_by", []) for k in r.get("keys", [])]
+        if len(present) == len(previous.get("partitions", [])) and not (replaced and replace):
             old = previous.get("report", {})
-            replaced = [k for r in previous.get("replaced_by", []) for k in r.get("keys", [])]
-            later = f"; {len(replaced)} of its files were since replaced by a later import" * bool(
-                replaced
-            )
+            later = (
+                f"; {len(replaced)} of its files were since replaced by a later import "
+                "(--replace restores them)"
+            ) * bool(replaced)
             return ImportReport(
                 status="unchanged",
                 message=f"this file was already imported on {previous.get('imported_at', '?')} "
@@ -166,9 +208,9 @@ def import_file(
                 if example.get("row"):
                     example["line"] = example["row"] + offset
         existing, conflicts = overlaps(zone, mapping, files, sha, manifests)
-        if fresh:
-            existing = set(zone.list_keys(f"{RAW_PREFIX}/")) | set(zone.list_keys(MANIFEST_PREFIX))
-            conflicts = sorted(k for k in existing if k.startswith(f"{RAW_PREFIX}/"))
+        if fresh:  # the contract's data files and the manifests; nothing else of the user's
+            conflicts = contract_data_keys(zone)
+            existing = set(conflicts) | {manifest_key(s) for s in manifests}
             replace = True
         if conflicts and not replace and not dry_run:
             raise overlap_refusal(name, conflicts, manifests, previous is not None)

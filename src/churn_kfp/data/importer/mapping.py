@@ -79,6 +79,9 @@ _Fail = Callable[[str], MappingError]
 class ReturnsRule:
     """How the export marks returns and cancellations.
 
+    A transactions mapping without ``returns:`` marks negative quantities and amounts as
+    returns and drops them (the data contract's default); a ``returns:`` block says all.
+
     Attributes:
         negative_quantity: A negative quantity marks a return.
         negative_amount: A negative amount marks a return.
@@ -380,8 +383,10 @@ def _codec_name(encoding: str) -> str:
 
 
 def _returns_rule(raw: Any, table: str, columns: dict[str, str], fail: _Fail) -> ReturnsRule:
-    if raw is None:
-        return ReturnsRule()
+    if raw is None:  # the contract's default: returns are left out (and counted)
+        if table != TRANSACTIONS:
+            return ReturnsRule()
+        return ReturnsRule(negative_quantity="quantity" in columns, negative_amount=True)
     if table != TRANSACTIONS:
         raise fail(f"returns: only used for table 'transactions', not {table!r}")
     if not isinstance(raw, Mapping):

@@ -32,6 +32,17 @@ __all__ = ["RawExport", "collapse_blanks", "read_export"]
 _SNIFF_DELIMITERS = ",;\t|"
 _SNIFF_BYTES = 64 * 1024
 _PARQUET_MAGIC = b"PAR1"
+_BINARY_FORMATS = (
+    (b"PK\x03\x04", "a zip archive (an Excel .xlsx workbook is one)", "export the sheet as CSV"),
+    (b"\xd0\xcf\x11\xe0", "an old Office file (Excel .xls)", "export the sheet as CSV"),
+    (b"\x1f\x8b", "gzip-compressed", "decompress it first (gunzip)"),
+    (b"BZh", "bzip2-compressed", "decompress it first (bunzip2)"),
+    (b"\xfd7zXZ", "xz-compressed", "decompress it first (unxz)"),
+    (b"%PDF", "a PDF document", "export the data as CSV"),
+)
+_TEXT_BOMS = (b"\xff\xfe", b"\xfe\xff", b"\xef\xbb\xbf")
+# Never in text (tab, line ends, form feed, ESC and the DOS end-of-file mark 0x1a may be).
+_CONTROL_BYTES = bytes([*range(0, 9), 11, *range(14, 26), *range(28, 32)])
 
 
 @dataclass
@@ -60,6 +71,7 @@ def read_export(data: bytes, mapping: ImportMapping, name: str) -> RawExport:
         fmt = "parquet"
     if fmt == "parquet":
         return _read_parquet(data, mapping, name)
+    _refuse_binary(data, name, mapping.encoding)
     if data[:3] == b"\xef\xbb\xbf" and mapping.encoding == "utf-8":
         data = data[3:]  # a UTF-8 byte-order mark (Excel writes one)
     sample = data[:_SNIFF_BYTES].decode(mapping.encoding, errors="replace")
@@ -93,6 +105,32 @@ def read_export(data: bytes, mapping: ImportMapping, name: str) -> RawExport:
     text: bytes | memoryview = collapse_blanks(data) if fmt == "whitespace" else data
     del data  # once collapsed, a transcoded copy is freed before the parse
     return _parse_text(text, mapping, name, fmt, delimiter, info, names)
+
+
+def _refuse_binary(data: bytes, name: str, encoding: str) -> None:
+    """Refuses a file that is not text (a workbook, an archive...) before any encoding advice."""
+    for magic, what, todo in _BINARY_FORMATS:
+        if data.startswith(magic):
+            raise ImportRefused(
+                name,
+                None,
+                f"not a text file: {what}",
+                hint=f"{todo[0].upper()}{todo[1:]}, then import that",
+            )
+    if encoding.replace("-", "").startswith(("utf16", "utf32")) or data.startswith(_TEXT_BOMS):
+        return  # wide text has NUL bytes
+    head = data[:_SNIFF_BYTES]
+    control = len(head) - len(head.translate(None, _CONTROL_BYTES))
+    if b"\x00" in head or control * 100 > len(head):
+        at = next(i for i, b in enumerate(head) if b in _CONTROL_BYTES)
+        raise ImportRefused(
+            name,
+            None,
+            f"binary content, not text: {control:,} control byte(s) in the first "
+            f"{len(head):,} bytes (the first, 0x{head[at]:02x}, at byte {at:,})",
+            hint="Import a CSV, whitespace-aligned text or Parquet export of the data (if it "
+            "is UTF-16 text, set 'encoding: utf-16' in the mapping)",
+        )
 
 
 def _sniff(lines: list[str], fmt: str) -> tuple[str, str | None]:

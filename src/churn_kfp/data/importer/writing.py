@@ -3,8 +3,9 @@
 :func:`plan_files` sorts the kept rows into date partitions and encodes each file in
 memory; :func:`overlaps` finds the existing files an import would replace (refused
 without ``replace``: :func:`overlap_refusal`); :func:`write_all` writes the files, removes
-what they replace and records the import manifest ``imports/<sha256>.json``. If a write
-fails midway, what this import wrote is removed again and the replaced files are put back
+what they replace and records the import manifest ``imports/<sha256>.json``, as one
+all-or-nothing change (:mod:`churn_kfp.data.staging`): a write that fails midway, or a
+process killed midway, leaves the landing zone as it was
 (:class:`~churn_kfp.data.importer.errors.ImportFailed`).
 """
 
@@ -28,7 +29,9 @@ from churn_kfp.data.contract import TABLES
 from churn_kfp.data.importer.errors import ImportFailed, ImportRefused
 from churn_kfp.data.importer.mapping import ImportMapping
 from churn_kfp.data.importer.report import ImportReport, Progress
+from churn_kfp.data.staging import CHANGE_ID_FIELD, write_change
 from churn_kfp.data.storage import (
+    MANIFEST_PREFIX,
     LandingZone,
     discover_partitions,
     partition_key,
@@ -46,9 +49,6 @@ __all__ = [
     "plan_files",
     "write_all",
 ]
-
-MANIFEST_PREFIX = "imports/"
-"""Where import manifests live in the landing zone (next to ``raw/``)."""
 
 
 @dataclass
@@ -151,7 +151,7 @@ def load_manifests(zone: LandingZone) -> dict[str, dict[str, Any]]:
     """Every import manifest in the landing zone, by the imported file's SHA-256."""
     manifests = {}
     for key in zone.list_keys(MANIFEST_PREFIX):
-        if not key.endswith(".json"):
+        if not key.endswith(".json") or "/" in key[len(MANIFEST_PREFIX) :]:
             continue
         try:
             manifest = json.loads(zone.read_bytes(key))
@@ -229,90 +229,66 @@ def write_all(
     bar: Progress,
     started: float,
 ) -> None:
-    """Writes the partitions, removes what they replace, then the manifests; or nothing.
+    """Writes the partitions, removes what they replace and records the manifests; or nothing.
 
-    On any failure the files written so far are removed and the replaced files and
-    manifests are put back as they were.
+    One all-or-nothing change (:func:`~churn_kfp.data.staging.write_change`): the files
+    are staged, the import's manifest commits them, then they replace ``existing``. A
+    failure (or Ctrl-C, SIGTERM, SIGKILL) before the commit leaves the landing zone as
+    it was.
     """
-    new_keys = {f.key for f in files}
-    backups: dict[str, bytes] = {}
-    written: list[str] = []
-    current = "(reading the files to replace)"
-    try:
-        for key in sorted(existing):
-            backups[key] = zone.read_bytes(key)
-        for file in files:
-            current = file.key
-            zone.write_bytes(file.key, file.data)
-            written.append(file.key)
-            bar.step(file.period)
-        for key in sorted(existing - new_keys):
-            current = key
-            zone.delete(key)
-        now = datetime.now(UTC).isoformat(timespec="seconds")
-        for other_sha, manifest in manifests.items():
-            lost = [p for p in manifest.get("partitions", []) if p["key"] in existing]
-            if other_sha == report.sha256 or not lost or manifest_key(other_sha) in existing:
-                continue  # its own file, untouched, or removed (a fresh import)
-            key = current = manifest_key(other_sha)
-            backups.setdefault(key, zone.read_bytes(key))
-            manifest["partitions"] = [p for p in manifest["partitions"] if p not in lost]
-            manifest.setdefault("replaced_by", []).append(
+    now = datetime.now(UTC).isoformat(timespec="seconds")
+    updates: dict[str, bytes] = {}
+    for other_sha, manifest in manifests.items():
+        lost = [p for p in manifest.get("partitions", []) if p["key"] in existing]
+        if other_sha == report.sha256 or not lost or manifest_key(other_sha) in existing:
+            continue  # its own file, untouched, or removed (a fresh import)
+        updated = {
+            **manifest,
+            "partitions": [p for p in manifest["partitions"] if p not in lost],
+            "replaced_by": [
+                *manifest.get("replaced_by", []),
                 {
                     "sha256": report.sha256,
                     "source": report.source,
                     "at": now,
                     "keys": [p["key"] for p in lost],
-                }
-            )
-            zone.write_bytes(key, _json_bytes(manifest))
-        key = current = report.manifest
-        if zone.exists(key):
-            backups.setdefault(key, zone.read_bytes(key))
-        report.seconds = time.perf_counter() - started
-        manifest = {
-            "sha256": report.sha256,
-            "source": report.source,
-            "size_bytes": report.size_bytes,
-            "table": report.table,
-            "imported_at": now,
-            "churn_kfp_version": _version(),
-            "mapping": mapping.to_dict(),
-            "mapping_digest": mapping.digest(),
-            "partitions": report.partitions,
-            "replaced": report.replaced,
-            "report": report.to_dict(),
+                },
+            ],
         }
-        zone.write_bytes(key, _json_bytes(manifest))
-        written.append(key)
-    except BaseException as exc:
-        problems = _roll_back(zone, written, backups)
-        if not isinstance(exc, Exception):
-            raise
-        undone = f"removed the {len(set(written) - set(backups))} file(s) this import wrote" + (
-            f" and restored {len(backups)} replaced file(s)" if backups else ""
+        updated.pop(CHANGE_ID_FIELD, None)
+        updates[manifest_key(other_sha)] = _json_bytes(updated)
+    periods = {f.key: f.period for f in files}
+    report.seconds = time.perf_counter() - started
+    manifest = {
+        "sha256": report.sha256,
+        "source": report.source,
+        "size_bytes": report.size_bytes,
+        "table": report.table,
+        "imported_at": now,
+        "churn_kfp_version": _version(),
+        "mapping": mapping.to_dict(),
+        "mapping_digest": mapping.digest(),
+        "partitions": report.partitions,
+        "replaced": report.replaced,
+        "report": report.to_dict(),
+    }
+    try:
+        unfinished = write_change(
+            zone,
+            ((f.key, f.data) for f in files),
+            report.manifest,
+            manifest,
+            deletes=existing,
+            writes=updates,
+            on_file=lambda key: bar.step(periods[key]),
         )
-        if problems:
-            undone += f"; could not undo: {'; '.join(problems)}"
+    except Exception as exc:
         raise ImportFailed(
-            f"{report.source}: writing {current} to {zone.uri} failed ({exc}); {undone}"
+            f"{report.source}: writing to {zone.uri} failed ({exc}); nothing was imported "
+            "(the staged files were removed)"
         ) from exc
-
-
-def _roll_back(zone: LandingZone, written: list[str], backups: dict[str, bytes]) -> list[str]:
-    problems = []
-    for key in written:
-        if key not in backups:
-            try:
-                zone.delete(key)
-            except Exception as exc:  # keep undoing the rest
-                problems.append(f"{key}: {exc}")
-    for key, data in backups.items():
-        try:
-            zone.write_bytes(key, data)
-        except Exception as exc:
-            problems.append(f"{key}: {exc}")
-    return problems
+    if unfinished:
+        report.warnings.append(unfinished)
 
 
 def _json_bytes(data: dict[str, Any]) -> bytes:
