@@ -18,14 +18,19 @@ from churn_kfp.core.config import EXPERIMENT_NAME, RETRAINING_PIPELINE
 
 CONNECTION_EPILOG = """\
 connection (flags win over the environment):
-  KFP_HOST        KFP API base URL, e.g. http://localhost:8080 after
-                  `kubectl port-forward -n kubeflow svc/ml-pipeline-ui 8080:80`,
-                  or https://<kubeflow-gateway>/pipeline
+  KFP_HOST        KFP API base URL, e.g. http://localhost:8888 after
+                  `kubectl port-forward -n kubeflow svc/ml-pipeline 8888:8888`
+                  (the API server itself), or https://<kubeflow-gateway>/pipeline
   KFP_NAMESPACE   your profile namespace (multi-user Kubeflow)
-  KFP_TOKEN       bearer token, e.g. `kubectl -n <ns> create token default-editor
-                  --audience=istio-ingressgateway.istio-system.svc.cluster.local`;
-                  in a pod the token file KF_PIPELINES_SA_TOKEN_PATH (default
+  KFP_TOKEN       bearer token for the KFP API (audience pipelines.kubeflow.org), e.g.
+                  `kubectl -n <ns> create token default-editor
+                  --audience=pipelines.kubeflow.org`; in a pod the token file
+                  KF_PIPELINES_SA_TOKEN_PATH (default
                   /var/run/secrets/kubeflow/pipelines/token) is used when present
+  CHURN_IMAGE     component image (or --image; `make` sets it from IMAGE); the
+                  placeholder image is refused before anything is sent
+
+backend: KFP 2.16 or newer (read from the server's healthz; older ones are refused)
 """
 
 VERSION_POLICY = """\
@@ -60,16 +65,28 @@ def _connection_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--service-account", help="Kubernetes service account for the runs")
     parser.add_argument(
+        "--image",
+        help="component image, registry/repo:tag or registry/repo@sha256:<digest> "
+        "(default: $CHURN_IMAGE)",
+    )
+    parser.add_argument(
         "--out-dir", default="build/pipelines", help="where the compiled YAML is written"
     )
 
 
 def _prepare(args: argparse.Namespace, names: list[str]):
-    """Compiles, connects; returns (client, conn, {name: (path, params, version)})."""
+    """Compiles, connects; returns (client, conn, {name: (path, params, version)}).
+
+    The image is checked first: the placeholder is refused before the server is contacted.
+    """
     from churn_kfp.cli.compile import compile_pipelines
     from churn_kfp.orchestration import kfp_client
+    from churn_kfp.orchestration.image import IMAGE_ENV, component_image, require_published_image
     from churn_kfp.pipelines import registry
 
+    image = require_published_image(
+        component_image({IMAGE_ENV: args.image} if args.image else None)
+    )
     missing = [name for name in names if name not in registry.PIPELINES]
     if missing:
         raise kfp_client.KfpConfigError(
@@ -79,7 +96,7 @@ def _prepare(args: argparse.Namespace, names: list[str]):
     conn = kfp_client.Connection.resolve(args.host, args.namespace, args.token)
     raw = kfp_client.parse_params(args.param)
     out_dir = Path(args.out_dir) if args.out_dir else Path(tempfile.mkdtemp(prefix="churn-"))
-    paths = {path.stem: path for path in compile_pipelines(out_dir)}
+    paths = {path.stem: path for path in compile_pipelines(out_dir, image)}
     plans = {}
     for name in names:
         types = kfp_client.pipeline_parameters(paths[name])
@@ -96,8 +113,9 @@ def _prepare(args: argparse.Namespace, names: list[str]):
             f"unknown parameter(s) {', '.join(sorted(unknown))} for {', '.join(names)}; "
             f"known: {', '.join(known)}"
         )
-    print(conn.describe())
+    print(f"components run in image {image}")
     client, conn = kfp_client.connect(conn, timeout_s=args.timeout)
+    print(conn.describe())
     return client, conn, plans
 
 
@@ -191,7 +209,9 @@ def _fail(exc: Exception) -> int:
     from churn_kfp.orchestration.cron import CronError
 
     print(f"error: {exc}", file=sys.stderr)
-    usage = (kfp_client.KfpConfigError, CronError, kfp_client.ParameterError)
+    from churn_kfp.orchestration.image import PlaceholderImageError
+
+    usage = (kfp_client.KfpConfigError, CronError, kfp_client.ParameterError, PlaceholderImageError)
     return 2 if isinstance(exc, usage) else 1
 
 

@@ -27,11 +27,13 @@ Nothing here touches the network or the file system at import time.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import io
 import json
 import os
 import re
+import sys
 import urllib.error
 import urllib.request
 import warnings
@@ -56,15 +58,23 @@ IN_CLUSTER_HOST = "http://ml-pipeline.kubeflow.svc.cluster.local:8888"
 HEALTHZ_PATH = "/apis/v2beta1/healthz"
 PAGE_SIZE = 100
 
+KFP_BACKEND_FLOOR = (2, 16)
+"""The oldest KFP backend the compiled pipelines run on (the Kubeflow platform 26.03 ships
+it). Older drivers reject fields kfp 2.17 compiles (``tests/pipelines/test_backend_floor.py``
+parses the YAML with the floor's own protos)."""
+FLOOR_TEXT = ".".join(map(str, KFP_BACKEND_FLOOR))
+
 HOST_HELP = (
     "set KFP_HOST or pass --host, e.g. http://localhost:8080 after "
     "`kubectl port-forward -n kubeflow svc/ml-pipeline-ui 8080:80`, or "
     "https://<kubeflow-gateway>/pipeline for a multi-user Kubeflow"
 )
+TOKEN_AUDIENCE = "pipelines.kubeflow.org"
+"""The audience the KFP API server's token review expects."""
 TOKEN_HELP = (
     "set KFP_TOKEN or pass --token with a bearer token, e.g. "
     "`kubectl -n <profile-namespace> create token default-editor "
-    "--audience=istio-ingressgateway.istio-system.svc.cluster.local`"
+    f"--audience={TOKEN_AUDIENCE}`"
 )
 
 
@@ -78,6 +88,10 @@ class KfpConfigError(KfpError):
 
 class KfpUnreachableError(KfpError):
     """The KFP API server did not answer."""
+
+
+class KfpBackendTooOldError(KfpError):
+    """The KFP backend is older than :data:`KFP_BACKEND_FLOOR`."""
 
 
 class KfpApiError(KfpError):
@@ -108,12 +122,14 @@ class Connection:
         namespace: Kubeflow profile namespace (multi-user mode), or None (single-user).
         token: Bearer token, or None.
         token_source: Where the token came from, for messages (never the token itself).
+        backend_version: The KFP backend's version as its healthz reports it, once known.
     """
 
     host: str
     namespace: str | None = None
     token: str | None = field(default=None, repr=False)
     token_source: str = "none"
+    backend_version: str | None = None
 
     @classmethod
     def resolve(
@@ -172,7 +188,41 @@ class Connection:
     def describe(self) -> str:
         """One line naming host, namespace and auth (without the token)."""
         namespace = self.namespace or "(none: single-user)"
-        return f"KFP {self.host}, namespace {namespace}, auth {self.token_source}"
+        line = f"KFP {self.host}, namespace {namespace}, auth {self.token_source}"
+        return line + (f", backend {self.backend_version}" if self.backend_version else "")
+
+
+def backend_version(health: dict) -> tuple[int, ...] | None:
+    """The backend version in a healthz answer (``tag_name``, e.g. ``2.16.0``), or None.
+
+    The API server fills ``tag_name`` from its build (``unknown`` for unreleased builds).
+    """
+    match = re.match(r"^v?(\d+)\.(\d+)(?:\.(\d+))?", str(health.get("tag_name") or "").strip())
+    return tuple(int(part) for part in match.groups() if part is not None) if match else None
+
+
+def require_backend_floor(health: dict, host: str) -> str | None:
+    """Checks the backend is at least :data:`KFP_BACKEND_FLOOR`.
+
+    Returns:
+        A warning when the version is not reported (nothing to compare), else None.
+
+    Raises:
+        KfpBackendTooOldError: The backend reports an older version.
+    """
+    version = backend_version(health)
+    if version is None:
+        return (
+            f"warning: {host} does not report its KFP version (tag_name "
+            f"{health.get('tag_name')!r}); these pipelines need KFP backend {FLOOR_TEXT} or newer"
+        )
+    if version[:2] < KFP_BACKEND_FLOOR:
+        raise KfpBackendTooOldError(
+            f"{host} runs KFP backend {health.get('tag_name')}, older than {FLOOR_TEXT}, the "
+            f"oldest these pipelines run on (its driver rejects fields they use); upgrade to "
+            f"KFP {FLOOR_TEXT} or newer (the Kubeflow platform 26.03 ships it)"
+        )
+    return None
 
 
 def check_reachable(conn: Connection, timeout_s: float = 10.0) -> dict:
@@ -241,17 +291,17 @@ def connect(conn: Connection, timeout_s: float = 10.0):
         A tuple ``(client, conn)``; ``conn`` carries the namespace actually used.
 
     Raises:
-        KfpError: See :func:`check_reachable`; also a multi-user server with no namespace.
+        KfpError: See :func:`check_reachable`; a backend older than the floor
+            (:class:`KfpBackendTooOldError`); a multi-user server with no namespace.
     """
     health = check_reachable(conn, timeout_s)
+    warning = require_backend_floor(health, conn.host)
+    if warning:
+        print(warning, file=sys.stderr)
+    conn = dataclasses.replace(conn, backend_version=str(health.get("tag_name") or "unknown"))
     if health.get("multi_user") and not conn.namespace:
         if Path(POD_NAMESPACE_PATH).is_file():
-            conn = Connection(
-                conn.host,
-                Path(POD_NAMESPACE_PATH).read_text().strip(),
-                conn.token,
-                conn.token_source,
-            )
+            conn = dataclasses.replace(conn, namespace=Path(POD_NAMESPACE_PATH).read_text().strip())
         else:
             raise KfpConfigError(
                 f"{conn.host} is a multi-user Kubeflow: set KFP_NAMESPACE or pass --namespace "
