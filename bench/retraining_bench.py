@@ -72,7 +72,7 @@ def run(quick: bool = False) -> dict[str, Any]:
             retrain_args = simulation.retraining_arguments_of(
                 settings, protocol, simulation.RETRAIN
             )
-            write(data.months[4:5])
+            write(data.months[:5])  # the generator replaces its dataset whole: all months so far
             started = time.perf_counter()
             retrained = run_retraining(dict(retrain_args, force=True), settings, quiet=True)
             retrain_s = time.perf_counter() - started
@@ -81,7 +81,7 @@ def run(quick: bool = False) -> dict[str, Any]:
             skipped = run_retraining(dict(retrain_args), settings, quiet=True)
             skip_s = time.perf_counter() - started
 
-            write(data.months[5:6])
+            write(data.months[:6])
             started = time.perf_counter()
             monitored = run_retraining(
                 dict(retrain_args, retraining_enabled=False), settings, quiet=True

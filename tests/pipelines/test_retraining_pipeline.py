@@ -37,7 +37,8 @@ from churn_kfp.orchestration.localrun import PipelineRunError
 from churn_kfp.runs.retraining import run_retraining
 from churn_kfp.runs.training import run_training
 
-pytestmark = pytest.mark.pipeline
+# the first test waits for the training run and the retraining runs of the module fixtures
+pytestmark = [pytest.mark.pipeline, pytest.mark.timeout(900)]
 
 SEED = 7
 TRAINING = {
@@ -71,6 +72,7 @@ RETRAINING = {
     "max_train_test_gap": 0.3,
     "promotion_margin": 0.0,
     "retrain_threshold": 0.0,  # only drift or force retrain in this test
+    "performance_drop": 1.0,
     "drift_threshold": 1.0,
     "prediction_drift_triggers": False,
     "retraining_enabled": True,
@@ -98,13 +100,20 @@ def world(tmp_path_factory, monkeypatch_module):
     data = datagen.simulate(n_customers=1500, n_months=6, seed=SEED, drift_from_month=5)
     zone = open_landing_zone(settings.landing_zone)
 
-    def write(months):
-        datagen.write_to_landing_zone(dataclasses.replace(data, months=tuple(months)), zone)
+    def write_through(last_month):
+        """A new month arrives: the generator rewrites its whole dataset up to that month."""
+        months = data.months[: data.months.index(last_month) + 1]
+        datagen.write_to_landing_zone(dataclasses.replace(data, months=months), zone)
 
-    write(data.months[:4])
+    write_through(data.months[3])
     trained = run_training(dict(TRAINING), settings, quiet=True)
     assert trained["champion_version"] == "1"
-    return {"settings": settings, "zone": zone, "write": write, "months": data.months}
+    return {
+        "settings": settings,
+        "zone": zone,
+        "write_through": write_through,
+        "months": data.months,
+    }
 
 
 def _versions(settings):
@@ -136,7 +145,7 @@ def _state(world):
 
 @pytest.fixture(scope="module")
 def may(world):
-    world["write"](["2025-05"])
+    world["write_through"]("2025-05")
     return run_retraining(dict(RETRAINING, force=True), world["settings"], quiet=True)
 
 
@@ -149,7 +158,7 @@ def may_again(world, may):
 
 @pytest.fixture(scope="module")
 def june(world, may_again):
-    world["write"](["2025-06"])
+    world["write_through"]("2025-06")
     before = _state(world)
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv(FAIL_AT_ENV, "finalize-period")
