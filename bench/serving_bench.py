@@ -9,8 +9,11 @@ One run measures, on the same MLflow model and the same rows:
 
 for (a) MLServer + :class:`churn_kfp.serving.runtime.ValidatingMLflowRuntime` as ``churn
 serve`` starts it, (b) ``mlflow models serve -m <model> --env-manager local`` (its
-``/invocations`` endpoint with ``dataframe_split``), optionally (c) MLServer with the stock
-``mlserver_mlflow.MLflowRuntime``, and (d) the pyfunc called in this process (the floor). It
+``/invocations`` endpoint with ``dataframe_split``; only when you set
+``MLFLOW_ALLOW_PICKLE_DESERIALIZATION=true`` yourself: MLflow's loader needs it even for skops,
+and this project never sets it), optionally (c) MLServer with the stock
+``mlserver_mlflow.MLflowRuntime`` (its loading replaced by our safe loader:
+``SafeMLflowRuntime``), and (d) the pyfunc called in this process (the floor). It
 also checks that every server returns the in-process probabilities.
 
 The model is the local champion (``$CHURN_HOME``, ``MLFLOW_TRACKING_URI``) when there is one,
@@ -489,8 +492,7 @@ def run(
     from churn_kfp.core.config import apply_runtime_env
 
     apply_runtime_env()  # what the image and the CLI use; set before xgboost is imported
-    import mlflow
-
+    from churn_kfp.registry.loading import load_pyfunc
     from churn_kfp.serving import server as serving
 
     cfg = {
@@ -521,7 +523,7 @@ def run(
         )
         frame = bench_rows(model_path, synthetic=picked["source"].startswith("synthetic"))
         results["model"] = {"source": picked["source"], "path": str(model_path)}
-        pyfunc = mlflow.pyfunc.load_model(str(model_path))
+        pyfunc = load_pyfunc(model_path, model_name=served.name, version=served.version)
         from churn_kfp.registry.contract import positive_class_proba
 
         expected = positive_class_proba(np.asarray(pyfunc.predict(frame)))
@@ -537,9 +539,12 @@ def run(
             )
             for label, runtime in setups.items()
         }
-        factories["mlflow models serve"] = lambda: mlflow_serve(
-            model_path, workdir / "mlflow-serve.log"
-        )
+        if os.environ.get("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "").lower() == "true":
+            factories["mlflow models serve"] = lambda: mlflow_serve(
+                model_path, workdir / "mlflow-serve.log"
+            )
+        else:
+            print("not timing `mlflow models serve`: its loader needs the pickle flag (see doc)")
         print(f"starting {len(factories)} servers ...", flush=True)
         diffs: dict[str, float] = {}
         started_servers = enter_concurrently(stack, factories)

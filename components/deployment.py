@@ -20,10 +20,12 @@ def deploy_model(
     """Renders the champion's ``InferenceService`` and applies it (``mode="cluster"``).
 
     Skips, saying so, when nothing was promoted. In ``local`` mode the manifest is written
-    to the ``manifest`` artifact and not applied. In ``cluster`` mode it is created or
-    patched with the pod's service account (which needs get/create/patch on
-    ``inferenceservices.serving.kserve.io`` in ``namespace``), awaited until Ready, and
-    rolled back to the previous ``storageUri`` if the new revision never becomes Ready.
+    to the ``manifest`` artifact and not applied. In ``cluster`` mode it is created, or only
+    its ``storageUri``, canary and model annotations are patched, with the pod's service
+    account (which needs get/create/patch on ``inferenceservices.serving.kserve.io`` in
+    ``namespace``); the step waits for the new revision to be Ready, smoke-tests it with
+    the model's input example, and rolls back to the previous ``storageUri`` (failing the
+    step) if the revision fails, times out or answers differently.
 
     Args:
         model_name: Registered MLflow model name.

@@ -1,7 +1,8 @@
 """Component ``deploy-model``: the champion's KServe manifest, from a real MLflow registry.
 
-No cluster here: ``local`` mode writes the manifest only, and ``cluster`` mode refuses a
-model whose artifacts KServe could not download before it contacts any cluster.
+No cluster here: ``local`` mode writes the manifest only, ``cluster`` mode refuses a model
+whose artifacts KServe could not download before it contacts any cluster, and a promoted
+champion is applied to a STAND-IN Kubernetes API (tests/support/kube_stand_in.py).
 """
 
 from __future__ import annotations
@@ -106,3 +107,55 @@ def test_cluster_mode_refuses_artifacts_kserve_cannot_download(artifacts, storag
 def test_an_unknown_version_fails_with_the_model_name(artifacts, storage_uri):
     with pytest.raises(RuntimeError, match=f"cannot resolve {MODEL_NAME}@7"):
         deploy(artifacts, champion_version="7")
+
+
+def test_cluster_mode_deploys_a_promoted_champion_from_the_real_registry(
+    artifacts, mlflow_env, make_kube_server, tmp_path, monkeypatch
+):
+    """``promoted=True`` in cluster mode: the real SQLite registry resolves the champion (its
+    logged model's ``s3://`` location, not contacted), and the component applies it through
+    the kubeconfig to a STAND-IN Kubernetes API (tests/support/kube_stand_in.py)."""
+    import mlflow
+    from kubernetes.config import kube_config
+    from mlflow import MlflowClient
+
+    client = MlflowClient(mlflow_env["MLFLOW_TRACKING_URI"])
+    experiment = client.create_experiment(
+        "components-deploy-s3", artifact_location="s3://mlflow/components-deploy-s3"
+    )
+    logged = mlflow.initialize_logged_model(name="model", experiment_id=experiment)
+    client.create_registered_model("cluster-deploy")
+    client.create_model_version(
+        "cluster-deploy", source=f"models:/{logged.model_id}", model_id=logged.model_id
+    )
+    client.set_registered_model_alias("cluster-deploy", "champion", "1")
+    expected_uri = f"s3://mlflow/components-deploy-s3/models/{logged.model_id}/artifacts"
+
+    server = make_kube_server(ready_after_reads=1)
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "stand-in", "cluster": {"server": server.url}}],
+                "users": [{"name": "runner", "user": {"token": server.token}}],
+                "contexts": [{"name": "c", "context": {"cluster": "stand-in", "user": "runner"}}],
+                "current-context": "c",
+            }
+        )
+    )
+    # what KUBECONFIG at process start sets (the client reads the variable at import)
+    monkeypatch.setattr(kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(kubeconfig))
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+
+    result, manifest = deploy(
+        artifacts, model_name="cluster-deploy", mode="cluster", namespace="ml", timeout_s=10
+    )
+
+    assert result["deployed"] is True and result["action"] == "created"
+    stored = server.objects[("ml", "cluster-deploy")]
+    assert stored["spec"]["predictor"]["model"]["storageUri"] == expected_uri
+    assert stored["spec"]["predictor"]["model"]["runtime"] == "churn-kfp-mlserver"
+    assert server.revisions[("ml", "cluster-deploy")][-1]["ready"] is True
+    assert manifest.metadata["applied"] is True

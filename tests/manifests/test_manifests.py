@@ -11,11 +11,15 @@ matches ``churn_kfp.orchestration.cluster_env``.
 
 from __future__ import annotations
 
+import base64
 import copy
 import functools
 import importlib.metadata
+import re
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -26,6 +30,8 @@ import yaml
 
 from churn_kfp.core.config import RUNTIME_ENV
 from churn_kfp.orchestration import cluster_env
+from churn_kfp.orchestration.image import component_image, repository_of
+from churn_kfp.serving import deploy
 
 ROOT = Path(__file__).resolve().parents[2]
 MANIFESTS = ROOT / "manifests"
@@ -38,6 +44,8 @@ KSERVE_CRD = (
 )
 ISVC_VERBS = {"create", "get", "list", "watch", "patch"}
 WORKLOAD_KINDS = {"Deployment", "StatefulSet", "DaemonSet", "Job"}
+SERVING_SECRET = "churn-s3-serving-credentials"
+RUNTIME_CLASS = "churn_kfp.serving.runtime.ValidatingMLflowRuntime"
 
 
 def kubectl() -> Path:
@@ -47,17 +55,48 @@ def kubectl() -> Path:
     return path
 
 
-@functools.cache
-def render(target: str) -> tuple[dict, ...]:
-    result = subprocess.run(
-        [str(kubectl()), "kustomize", str(MANIFESTS / target)],
+# What a user puts in manifests/overlays/production/credentials/ (test values, not secrets).
+PRODUCTION_CREDENTIALS = {
+    "minio.env": {"MINIO_ROOT_USER": "test-root", "MINIO_ROOT_PASSWORD": "test-root-password"},
+    "churn-s3.env": {"AWS_ACCESS_KEY_ID": "test-rw-key", "AWS_SECRET_ACCESS_KEY": "test-rw-secret"},
+    "churn-s3-serving.env": {
+        "AWS_ACCESS_KEY_ID": "test-ro-key",
+        "AWS_SECRET_ACCESS_KEY": "test-ro-secret",
+    },
+}
+
+
+def kustomize(folder: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(kubectl()), "kustomize", str(folder)],
         capture_output=True,
         text=True,
         timeout=120,
         check=False,
     )
+
+
+@functools.cache
+def manifests_with_credentials() -> Path:
+    """A copy of manifests/ with the production overlay's credential files written."""
+    copy_root = Path(tempfile.mkdtemp(prefix="churn-manifests-")) / "manifests"
+    shutil.copytree(MANIFESTS, copy_root)
+    folder = copy_root / "overlays" / "production" / "credentials"
+    for name, values in PRODUCTION_CREDENTIALS.items():
+        (folder / name).write_text("".join(f"{k}={v}\n" for k, v in values.items()))
+    return copy_root
+
+
+@functools.cache
+def render_text(target: str) -> str:
+    root = manifests_with_credentials() if target == "overlays/production" else MANIFESTS
+    result = kustomize(root / target)
     assert result.returncode == 0, f"kubectl kustomize {target} failed:\n{result.stderr}"
-    return tuple(doc for doc in yaml.safe_load_all(result.stdout) if doc)
+    return result.stdout
+
+
+def render(target: str) -> tuple[dict, ...]:
+    return tuple(doc for doc in yaml.safe_load_all(render_text(target)) if doc)
 
 
 def by_kind(docs, kind):
@@ -216,13 +255,100 @@ def test_mlflow_server_matches_the_client_version(docs):
     assert container["image"].split(":")[-1] in (f"v{version}", f"v{version}-full")
 
 
-def test_secret_templates_hold_placeholders_only(docs):
-    secrets = by_kind(docs, "Secret")
-    assert {s["metadata"]["name"] for s in secrets} == {"minio-credentials", cluster_env.S3_SECRET}
+SECRETS = {"minio-credentials", cluster_env.S3_SECRET, SERVING_SECRET}
+
+
+@pytest.mark.parametrize("target", [t for t in TARGETS if t != "overlays/production"])
+def test_secret_templates_hold_placeholders_only(target):
+    secrets = by_kind(render(target), "Secret")
+    assert {s["metadata"]["name"] for s in secrets} == SECRETS
     for secret in secrets:
         assert "data" not in secret, "use stringData placeholders, never encoded values"
         for key, value in secret["stringData"].items():
             assert "CHANGE_ME" in value, f"{secret['metadata']['name']}.{key} is not a placeholder"
+
+
+def test_production_does_not_render_without_the_credential_files():
+    result = kustomize(MANIFESTS / "overlays" / "production")
+    assert result.returncode != 0
+    assert "credentials/minio.env" in result.stderr
+    assert "CHANGE_ME" not in result.stdout + result.stderr
+
+
+def test_production_renders_the_users_credentials_and_never_the_placeholders():
+    text = render_text("overlays/production")
+    assert "CHANGE_ME" not in text
+    secrets = {s["metadata"]["name"]: s for s in by_kind(render("overlays/production"), "Secret")}
+    assert set(secrets) == SECRETS
+    for name, file in [
+        ("minio-credentials", "minio.env"),
+        (cluster_env.S3_SECRET, "churn-s3.env"),
+        (SERVING_SECRET, "churn-s3-serving.env"),
+    ]:
+        decoded = {k: base64.b64decode(v).decode() for k, v in secrets[name]["data"].items()}
+        assert decoded == PRODUCTION_CREDENTIALS[file]
+    base_serving = one(render("base"), "Secret", SERVING_SECRET)
+    annotations = secrets[SERVING_SECRET]["metadata"]["annotations"]
+    assert base_serving["metadata"]["annotations"].items() <= annotations.items()
+
+
+def test_serving_reads_the_models_with_a_read_only_user(docs):
+    sa = one(docs, "ServiceAccount", "churn-kserve-sa")
+    assert sa["secrets"] == [{"name": SERVING_SECRET}]
+    (job,) = by_kind(docs, "Job")
+    script = containers(job)[0]["args"][0]
+    readonly = script[script.index("churn-serving-readonly.json <<POLICY") :]
+    readonly = readonly[: readonly.index("POLICY", len("churn-serving-readonly.json <<POLICY"))]
+    actions = set(re.findall(r'"(s3:[A-Za-z]+)"', readonly))
+    assert actions == {"s3:GetBucketLocation", "s3:ListBucket", "s3:GetObject"}
+    assert "$landing" not in readonly  # the model bucket only
+
+
+def test_only_this_namespaces_pipeline_and_serving_pods_reach_the_stores(docs):
+    policies = {p["metadata"]["name"]: p["spec"] for p in by_kind(docs, "NetworkPolicy")}
+    covered = {}
+    for spec in policies.values():
+        assert spec["policyTypes"] == ["Ingress"]
+        for rule in spec["ingress"]:
+            for peer in rule["from"]:
+                assert set(peer) == {"podSelector"}, (
+                    "no namespaceSelector / ipBlock: this namespace only"
+                )
+        target = spec["podSelector"]["matchLabels"]["app.kubernetes.io/name"]
+        covered[target] = [
+            peer["podSelector"]["matchLabels"] for r in spec["ingress"] for peer in r["from"]
+        ]
+    pipeline = {"pipelines.kubeflow.org/v2_component": "true"}
+    serving = {"serving.kserve.io/inferenceservice": "churn-classifier"}
+    assert pipeline in covered["minio"] and serving in covered["minio"]
+    assert covered["mlflow"] == [pipeline]
+
+
+def test_every_inference_service_names_our_serving_runtime(docs):
+    (runtime,) = by_kind(docs, "ServingRuntime")
+    assert runtime["metadata"]["name"] == deploy.SERVING_RUNTIME
+    for isvc in by_kind(docs, "InferenceService"):
+        model = isvc["spec"]["predictor"]["model"]
+        assert model["runtime"] == deploy.SERVING_RUNTIME
+        assert model["modelFormat"]["name"] in {
+            f["name"] for f in runtime["spec"]["supportedModelFormats"]
+        }
+        assert "storageUri" not in model, "the deploy step owns storageUri"
+
+
+def test_the_serving_runtime_is_the_project_image_running_our_runtime(docs):
+    (runtime,) = by_kind(docs, "ServingRuntime")
+    (container,) = runtime["spec"]["containers"]
+    assert repository_of(container["image"]) == repository_of(component_image({}))
+    assert container["image"] == component_image({})
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert env["MLSERVER_MODEL_IMPLEMENTATION"] == RUNTIME_CLASS
+    assert "MLFLOW_ALLOW_PICKLE_DESERIALIZATION" not in env
+    assert RUNTIME_ENV.items() <= env.items()
+    # a ServingRuntime container is a core v1 Container: check it with the Kubernetes schema
+    spec = {"containers": runtime["spec"]["containers"]}
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "x"}, "spec": spec}
+    kubernetes_validate.validate(pod, K8S_VERSION, strict=True)
 
 
 def test_every_container_has_resources_probes_and_runs_as_non_root(docs):
@@ -259,7 +385,7 @@ def test_services_select_their_deployments(docs):
 
 
 def test_kserve_pulls_the_model_with_the_annotated_secret(docs):
-    secret = one(docs, "Secret", cluster_env.S3_SECRET)
+    secret = one(docs, "Secret", SERVING_SECRET)
     annotations = secret["metadata"]["annotations"]
     config = one(docs, "ConfigMap", cluster_env.CONFIG_MAP)["data"]
     endpoint = urlsplit(config["S3_ENDPOINT_URL"])
@@ -270,7 +396,7 @@ def test_kserve_pulls_the_model_with_the_annotated_secret(docs):
     assert annotations["serving.kserve.io/s3-verifyssl"] in ("0", "1")
     assert annotations["serving.kserve.io/s3-region"]
     sa = one(docs, "ServiceAccount", "churn-kserve-sa")
-    assert {"name": cluster_env.S3_SECRET} in sa["secrets"]
+    assert {"name": SERVING_SECRET} in sa["secrets"]
 
     isvc = one(docs, "InferenceService", "churn-classifier")
     predictor = isvc["spec"]["predictor"]
@@ -278,8 +404,6 @@ def test_kserve_pulls_the_model_with_the_annotated_secret(docs):
     model = predictor["model"]
     assert model["modelFormat"]["name"] == "mlflow"
     assert model["protocolVersion"] == "v2"
-    assert model["storageUri"].startswith(config["CHURN_ARTIFACT_ROOT"] + "/models/")
-    assert model["storageUri"].endswith("/artifacts")
     assert {"cpu", "memory"} <= set(model["resources"]["requests"])
     assert {"cpu", "memory"} <= set(model["resources"]["limits"])
     env = {e["name"]: e["value"] for e in model.get("env", [])}
@@ -292,7 +416,7 @@ def test_config_map_and_secret_carry_what_cluster_env_injects(docs):
     config = one(docs, "ConfigMap", cluster_env.CONFIG_MAP)["data"]
     assert set(cluster_env.CONFIG_MAP_KEY_TO_ENV) <= set(config)
     secret = one(docs, "Secret", cluster_env.S3_SECRET)
-    assert set(cluster_env.SECRET_KEY_TO_ENV) <= set(secret["stringData"])
+    assert set(cluster_env.SECRET_KEY_TO_ENV) <= set(secret.get("stringData") or secret["data"])
     assert config["MLFLOW_S3_ENDPOINT_URL"] == config["S3_ENDPOINT_URL"]
     assert urlsplit(config["MLFLOW_TRACKING_URI"]).hostname == "mlflow"
     assert config["CHURN_LANDING_ZONE"].startswith("s3://")

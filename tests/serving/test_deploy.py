@@ -1,13 +1,15 @@
 """The KServe deploy step: manifest vs the KServe CRD schema, apply/wait/rollback, component.
 
 Apply, wait and rollback run through a real ``kubernetes.client.ApiClient`` against a
-STAND-IN for the Kubernetes API server (tests/support/stand_ins.py): it implements only
-the InferenceService GET/POST/PATCH calls the deploy step makes, with a fake controller
-that turns the status Ready after a few reads, never, or reports a failed model load. It
-is not a real API server and runs no KServe.
+STAND-IN for the Kubernetes API server and the KServe controller
+(tests/support/kube_stand_in.py): not the real ones, but it enforces what they do (bearer
+token, the CRD schema, patch content types, resourceVersion conflicts, server-side apply
+field ownership, Knative revisions with a stale status until the new one exists, canary
+traffic) and has hooks for faults (409, 5xx, slow reads, failing revisions).
 """
 
 import copy
+import functools
 import json
 import time
 from pathlib import Path
@@ -16,19 +18,12 @@ import jsonschema
 import pytest
 import yaml
 from kfp import compiler, dsl
+from kube_stand_in import KSERVE_CRD as CRD_PATH
 from kubernetes import client as k8s
-from stand_ins import HttpError
 
 from churn_kfp.orchestration.image import component_image
 from churn_kfp.serving import deploy
 
-CRD_PATH = (
-    Path(__file__).resolve().parents[3]
-    / "shared"
-    / "schemas"
-    / "kserve"
-    / "serving.kserve.io_inferenceservices.yaml"
-)
 NS = "churn"
 GOOD = "s3://mlflow/1/models/m-aaaa/artifacts"
 NEWER = "s3://mlflow/1/models/m-bbbb/artifacts"
@@ -98,6 +93,7 @@ def test_manifest_matches_the_kserve_crd_schema(isvc_validator, options):
     assert manifest["apiVersion"] == "serving.kserve.io/v1beta1"
     assert manifest["kind"] == "InferenceService"
     assert predictor["model"]["modelFormat"] == {"name": "mlflow"}
+    assert predictor["model"]["runtime"] == deploy.SERVING_RUNTIME
     assert predictor["model"]["protocolVersion"] == "v2"
     assert predictor["model"]["storageUri"] == GOOD
     assert predictor["serviceAccountName"] == "churn-kserve"
@@ -139,10 +135,27 @@ def test_render_rejects_bad_input(kwargs, says):
 
 # --------------------------------------------------------------------------- apply
 
+TOKEN = "stand-in-token"
+OWNED_PATHS = {
+    "/metadata/resourceVersion",
+    "/metadata/annotations",
+    "/metadata/annotations/churn-kfp.io~1model-name",
+    "/metadata/annotations/churn-kfp.io~1model-version",
+    "/spec/predictor/model/storageUri",
+    "/spec/predictor/canaryTrafficPercent",
+}
+# What the kustomize overlays own (sizing, env): a deploy must leave it alone.
+OVERLAY_MODEL = {
+    "env": [{"name": "OVERLAY_ONLY", "value": "kept"}],
+    "resources": {"requests": {"cpu": "3", "memory": "5Gi"}, "limits": {"memory": "6Gi"}},
+}
 
-def _api(server) -> k8s.CustomObjectsApi:
+
+def _api(server, token=TOKEN) -> k8s.CustomObjectsApi:
     configuration = k8s.Configuration()
     configuration.host = server.url
+    if token:
+        configuration.api_key = {"authorization": f"Bearer {token}"}
     return k8s.CustomObjectsApi(k8s.ApiClient(configuration))
 
 
@@ -157,7 +170,7 @@ def _deploy(server, uri, version="1", **kwargs):
         out_path=kwargs.pop("out_path", None) or Path(kwargs.pop("tmp")) / f"isvc-{version}.yaml",
         storage_uri=uri,
         service_account="churn-kserve",
-        api=_api(server),
+        api=kwargs.pop("api", None) or _api(server),
         log=lambda line: None,
         **kwargs,
     )
@@ -167,59 +180,95 @@ def _stored(server):
     return server.objects[(NS, "churn-classifier")]
 
 
-def test_first_deploy_creates_and_waits_until_ready(make_kube_server, tmp_path):
+def _served(server):
+    return _stored(server)["spec"]["predictor"]["model"].get("storageUri")
+
+
+def _kustomized(server, uri=GOOD):
+    """The object as `kubectl apply` of an overlay leaves it, then served from ``uri``."""
+    manifest = deploy.render_inference_service("churn-classifier", NS, uri, "churn-kserve")
+    manifest["spec"]["predictor"]["model"].update(copy.deepcopy(OVERLAY_MODEL))
+    _api(server).create_namespaced_custom_object(
+        "serving.kserve.io", "v1beta1", NS, "inferenceservices", manifest, field_manager="kubectl"
+    )
+    while not deploy.readiness(_stored(server))[0]:
+        _api(server).get_namespaced_custom_object(
+            "serving.kserve.io", "v1beta1", NS, "inferenceservices", "churn-classifier"
+        )
+
+
+def test_first_deploy_creates_and_waits_for_its_revision(make_kube_server, tmp_path):
     server = make_kube_server(ready_after_reads=3)
     result = _deploy(server, GOOD, tmp=tmp_path)
     assert result["action"] == "created" and result["applied"] is True
     (post,) = server.calls("POST", PATH)
     assert post.json == yaml.safe_load(Path(result["manifest_path"]).read_text())
     assert post.q("fieldManager") == "churn-kfp"
-    reads = server.calls("GET", f"{PATH}/churn-classifier")
-    assert len(reads) >= 1 + 3  # the existence check, then polls until the 3rd read is Ready
+    assert result["revision"] == "churn-classifier-predictor-00001"
+    assert server.revisions[(NS, "churn-classifier")][-1]["ready"] is True
     assert result["url"] == f"http://churn-classifier.{NS}.example.com"
-    assert _stored(server)["spec"]["predictor"]["model"]["storageUri"] == GOOD
+    assert _served(server) == GOOD
 
 
-def test_second_deploy_merge_patches_and_ignores_the_stale_ready(make_kube_server, tmp_path):
-    server = make_kube_server(ready_after_reads=3)
-    _deploy(server, GOOD, tmp=tmp_path)
-    before = len(server.requests)
-    result = _deploy(server, NEWER, version="2", tmp=tmp_path)
-    assert result["action"] == "patched"
-    assert result["previous_storage_uri"] == GOOD and result["storage_uri"] == NEWER
+def test_a_deploy_patches_only_what_it_owns_and_overlays_survive(make_kube_server, tmp_path):
+    server = make_kube_server()
+    _kustomized(server)
+    kustomized = copy.deepcopy(_stored(server))
+    result = _deploy(server, NEWER, version="2", tmp=tmp_path, canary_percent=20)
+    assert result["action"] == "patched" and result["previous_storage_uri"] == GOOD
     (patch,) = server.calls("PATCH", f"{PATH}/churn-classifier")
-    assert patch.headers["content-type"] == "application/merge-patch+json"
-    assert patch.json["spec"]["predictor"]["model"]["storageUri"] == NEWER
-    assert patch.json["metadata"]["resourceVersion"]  # optimistic concurrency
-    # the status still said Ready (for generation 1) right after the patch: not good enough
-    later_reads = [r for r in server.requests[before:] if r.method == "GET"]
-    assert len(later_reads) >= 1 + 3
+    assert patch.headers["content-type"] == "application/json-patch+json"
+    assert {op["path"] for op in patch.json} <= OWNED_PATHS
     stored = _stored(server)
-    assert stored["metadata"]["generation"] == 2
-    assert stored["status"]["observedGeneration"] == 2
+    model = stored["spec"]["predictor"]["model"]
+    assert model["env"] == OVERLAY_MODEL["env"]
+    assert model["resources"] == OVERLAY_MODEL["resources"]
+    assert model["runtime"] == deploy.SERVING_RUNTIME
+    assert model["storageUri"] == NEWER
+    assert stored["spec"]["predictor"]["canaryTrafficPercent"] == 20
     assert stored["metadata"]["annotations"][deploy.MODEL_VERSION_ANNOTATION] == "2"
+    unchanged = {"canaryTrafficPercent", "model"}
+    assert {k: v for k, v in stored["spec"]["predictor"].items() if k not in unchanged} == {
+        k: v for k, v in kustomized["spec"]["predictor"].items() if k not in unchanged
+    }
+    # the canary: 20 % to the new revision, the rest to the one before
+    traffic = {
+        t["revisionName"]: t["percent"]
+        for t in stored["status"]["components"]["predictor"]["traffic"]
+    }
+    assert traffic == {
+        "churn-classifier-predictor-00002": 20,
+        "churn-classifier-predictor-00001": 80,
+    }
+    # full rollout: the canary field is removed, nothing else written
+    _deploy(server, NEWER, version="2", tmp=tmp_path)
+    last = server.calls("PATCH", f"{PATH}/churn-classifier")[-1]
+    assert {"op": "remove", "path": "/spec/predictor/canaryTrafficPercent"} in last.json
+    assert "canaryTrafficPercent" not in _stored(server)["spec"]["predictor"]
+    assert _stored(server)["spec"]["predictor"]["model"]["env"] == OVERLAY_MODEL["env"]
 
 
-def test_never_ready_revision_is_rolled_back(make_kube_server, tmp_path):
-    server = make_kube_server(ready_after_reads=2, never_ready_uris={BROKEN})
-    _deploy(server, GOOD, version="1", tmp=tmp_path)
-    started = time.monotonic()
+def test_readiness_follows_revisions_not_a_stale_ready(make_kube_server, tmp_path):
+    """Right after the patch the status still reads Ready=True (for the old revision).
+
+    Mutation shown: make :func:`deploy.readiness` ignore revisions (return True whenever
+    the ``Ready`` condition is True); this test then fails, because the deploy returns
+    on the stale Ready of revision 1 while revision 2 never becomes ready.
+    """
+    server = make_kube_server(ready_after_reads=2, lag_reads=3)
+    _deploy(server, GOOD, tmp=tmp_path)
+    server.fail_revisions("never-ready")
     with pytest.raises(deploy.DeployError) as failure:
-        _deploy(server, BROKEN, version="2", tmp=tmp_path, timeout_s=0.3)
-    assert time.monotonic() - started < 5
-    error = failure.value
-    message = str(error)
-    assert f"did not become Ready with storageUri {BROKEN}" in message
-    assert "Ready=False RevisionFailed" in message and "cannot download" in message
+        _deploy(server, NEWER, version="2", tmp=tmp_path, timeout_s=0.5)
+    message = str(failure.value)
+    assert "revision churn-classifier-predictor-00002 is not ready" in message
+    assert "Ready=False RevisionFailed" in message
     assert f"Rolled back to storageUri {GOOD}; it is Ready again" in message
-    assert error.rolled_back and error.previous_storage_uri == GOOD
-    deploy_patch, rollback_patch = server.calls("PATCH", f"{PATH}/churn-classifier")
-    assert deploy_patch.json["spec"]["predictor"]["model"]["storageUri"] == BROKEN
-    assert rollback_patch.json["spec"]["predictor"]["model"]["storageUri"] == GOOD
-    stored = _stored(server)
-    assert stored["spec"]["predictor"]["model"]["storageUri"] == GOOD
-    assert stored["metadata"]["annotations"][deploy.MODEL_VERSION_ANNOTATION] == "1"
-    assert deploy.readiness(stored, stored["metadata"]["generation"])[0]
+    assert failure.value.rolled_back and failure.value.previous_storage_uri == GOOD
+    assert _served(server) == GOOD
+    assert _stored(server)["metadata"]["annotations"][deploy.MODEL_VERSION_ANNOTATION] == "1"
+    revisions = server.revisions[(NS, "churn-classifier")]
+    assert [r["ready"] for r in revisions] == [True, None, True]  # rollback = a new revision
 
 
 def test_failed_model_load_stops_waiting_and_rolls_back(make_kube_server, tmp_path):
@@ -230,7 +279,7 @@ def test_failed_model_load_stops_waiting_and_rolls_back(make_kube_server, tmp_pa
         _deploy(server, BROKEN, version="2", tmp=tmp_path, timeout_s=60)
     assert time.monotonic() - started < 5  # terminal state: no need to wait for the timeout
     assert failure.value.rolled_back
-    assert _stored(server)["spec"]["predictor"]["model"]["storageUri"] == GOOD
+    assert _served(server) == GOOD
 
 
 def test_first_deploy_that_never_gets_ready_has_nothing_to_roll_back(make_kube_server, tmp_path):
@@ -241,28 +290,172 @@ def test_first_deploy_that_never_gets_ready_has_nothing_to_roll_back(make_kube_s
     assert server.calls("PATCH", f"{PATH}/churn-classifier") == []
 
 
-def test_canary_then_full_rollout(make_kube_server, tmp_path):
-    server = make_kube_server(ready_after_reads=1)
+def test_a_conflict_is_retried_on_the_fresh_object(make_kube_server, tmp_path):
+    server = make_kube_server()
     _deploy(server, GOOD, tmp=tmp_path)
-    _deploy(server, NEWER, version="2", tmp=tmp_path, canary_percent=20)
-    assert _stored(server)["spec"]["predictor"]["canaryTrafficPercent"] == 20
-    _deploy(server, NEWER, version="2", tmp=tmp_path)
-    last = server.calls("PATCH", f"{PATH}/churn-classifier")[-1]
-    assert last.json["spec"]["predictor"]["canaryTrafficPercent"] is None  # merge patch: delete
-    assert "canaryTrafficPercent" not in _stored(server)["spec"]["predictor"]
+    server.write_before_next_patch({"someone.else/note": "written meanwhile"})
+    result = _deploy(server, NEWER, version="2", tmp=tmp_path)
+    first, second = server.calls("PATCH", f"{PATH}/churn-classifier")
+    assert first.json[0]["path"] == "/metadata/resourceVersion"
+    assert first.json[0]["value"] != second.json[0]["value"]  # re-read after the 409
+    assert result["action"] == "patched" and _served(server) == NEWER
+    assert _stored(server)["metadata"]["annotations"]["someone.else/note"] == "written meanwhile"
+
+
+def test_a_failing_rollback_is_reported(make_kube_server, tmp_path):
+    server = make_kube_server()
+    _deploy(server, GOOD, tmp=tmp_path)
+    server.fail_revisions("never-ready")
+    server.fail_next("PATCH", 500, skip=1)  # the deploy's patch passes, the rollback's fails
+    with pytest.raises(deploy.DeployError, match=f"Rollback to {GOOD} failed too") as failure:
+        _deploy(server, NEWER, version="2", tmp=tmp_path, timeout_s=0.3)
+    assert not failure.value.rolled_back and "InternalError" in str(failure.value)
+    assert _served(server) == NEWER  # left as it is: the message says so
+
+
+def test_a_rollback_that_does_not_get_ready_is_reported(make_kube_server, tmp_path):
+    server = make_kube_server()
+    _deploy(server, GOOD, tmp=tmp_path)
+    server.fail_revisions("never-ready", count=2)
+    with pytest.raises(deploy.DeployError, match="it is not Ready either") as failure:
+        _deploy(server, NEWER, version="2", tmp=tmp_path, timeout_s=0.3)
+    assert failure.value.rolled_back and _served(server) == GOOD
+
+
+def test_server_errors_and_slow_reads_while_waiting_are_retried(
+    make_kube_server, tmp_path, monkeypatch
+):
+    server = make_kube_server()
+    _deploy(server, GOOD, tmp=tmp_path)
+    monkeypatch.setattr(deploy, "REQUEST_TIMEOUT_S", 0.3)
+    server.fail_next("GET", 503, times=3, skip=1)  # skip the existence check
+    server.delay_next("GET", 1.0)
+    result = _deploy(server, NEWER, version="2", tmp=tmp_path)
+    assert result["action"] == "patched" and result["revision"].endswith("00002")
+    assert _served(server) == NEWER
+
+
+def test_a_failing_smoke_test_rolls_back(make_kube_server, tmp_path):
+    server = make_kube_server()
+    _deploy(server, GOOD, tmp=tmp_path)
+    checked = []
+
+    def smoke(obj):
+        checked.append(obj["spec"]["predictor"]["model"]["storageUri"])
+        if checked[-1] == NEWER:
+            raise deploy.DeployError("P(churn) differs", reason="SmokeTestFailed")
+
+    with pytest.raises(deploy.DeployError, match="smoke test failed: P.churn. differs") as failure:
+        _deploy(server, NEWER, version="2", tmp=tmp_path, smoke_check=smoke)
+    assert checked == [NEWER] and failure.value.rolled_back and _served(server) == GOOD
 
 
 def test_api_errors_are_reported_with_rbac_hint(make_kube_server, tmp_path):
     server = make_kube_server()
-
-    def forbidden(rec):
-        raise HttpError(403, {"kind": "Status", "code": 403, "reason": "Forbidden"})
-
-    server.route = forbidden
+    server.fail_next("GET", 403, "Forbidden")
     with pytest.raises(
         deploy.DeployError, match="needs get, create and patch on inferenceservices"
     ):
         _deploy(server, GOOD, tmp=tmp_path)
+
+
+def test_the_api_wants_a_token(make_kube_server, tmp_path):
+    server = make_kube_server()
+    with pytest.raises(deploy.DeployError, match="401 Unauthorized"):
+        _deploy(server, GOOD, tmp=tmp_path, api=_api(server, token=None))
+
+
+def test_the_stand_in_enforces_the_crd_schema_and_content_types(make_kube_server):
+    server = make_kube_server()
+    manifest = deploy.render_inference_service("churn-classifier", NS, GOOD, "churn-kserve")
+    bad = copy.deepcopy(manifest)
+    bad["spec"]["predictor"]["canaryTrafficPercent"] = "20"
+    api = _api(server)
+    args = ("serving.kserve.io", "v1beta1", NS, "inferenceservices")
+    with pytest.raises(k8s.ApiException) as refused:
+        api.create_namespaced_custom_object(*args, bad)
+    assert refused.value.status == 422 and "canaryTrafficPercent" in refused.value.body
+    api.create_namespaced_custom_object(*args, manifest)
+    with pytest.raises(k8s.ApiException) as refused:
+        api.patch_namespaced_custom_object(
+            *args, "churn-classifier", {"spec": {"predictor": {"minReplicas": "two"}}}
+        )
+    assert refused.value.status == 422 and "minReplicas" in refused.value.body
+    with pytest.raises(k8s.ApiException) as refused:
+        api.api_client.call_api(
+            f"{PATH}/churn-classifier",
+            "PATCH",
+            header_params={"Content-Type": "application/strategic-merge-patch+json"},
+            body={"spec": {}},
+            auth_settings=["BearerToken"],
+        )
+    assert refused.value.status == 415
+
+
+def test_a_manifest_reapply_keeps_the_served_model(make_kube_server, tmp_path):
+    """`kubectl apply -k` after a deploy: client-side (merge patch) and server-side apply.
+
+    The InferenceService in manifests/ has no storageUri, so neither kind of apply touches
+    the deploy step's field. Had it one (the placeholder), client-side apply would reset the
+    served model and server-side apply would conflict with the deploy step's field manager.
+    """
+    server = make_kube_server()
+    _deploy(server, GOOD, tmp=tmp_path)
+    _deploy(server, NEWER, version="2", tmp=tmp_path)
+    (isvc,) = [d for d in _kustomize("base") if d["kind"] == "InferenceService"]
+    isvc["metadata"]["namespace"] = NS
+    assert "storageUri" not in isvc["spec"]["predictor"]["model"]
+    api = _api(server)
+    args = ("serving.kserve.io", "v1beta1", NS, "inferenceservices", "churn-classifier")
+    api.patch_namespaced_custom_object(*args, isvc)  # what client-side apply sends
+    assert _served(server) == NEWER
+    # JSON is YAML: kubectl --server-side sends the object as JSON with this content type
+    ssa = {"Content-Type": "application/apply-patch+yaml", "Accept": "application/json"}
+    call = functools.partial(
+        api.api_client.call_api,
+        f"{PATH}/churn-classifier",
+        "PATCH",
+        header_params=ssa,
+        auth_settings=["BearerToken"],
+        response_type="object",
+        _return_http_data_only=True,
+    )
+    call(query_params=[("fieldManager", "kubectl")], body=isvc)
+    call(query_params=[("fieldManager", "kubectl")], body=isvc)
+    assert _served(server) == NEWER
+    assert ("spec", "predictor", "model", "storageUri") in server.managers(NS, "churn-classifier")[
+        "churn-kfp"
+    ]
+    placeholder = copy.deepcopy(isvc)
+    placeholder["spec"]["predictor"]["model"]["storageUri"] = "s3://placeholder"
+    with pytest.raises(k8s.ApiException) as conflict:
+        call(query_params=[("fieldManager", "kubectl")], body=placeholder)
+    assert conflict.value.status == 409
+    assert (
+        'conflict with "churn-kfp": .spec.predictor.model.storageUri'
+        in (json.loads(conflict.value.body)["message"])
+    )
+    assert _served(server) == NEWER
+
+
+def _kustomize(target):
+    import subprocess
+    import sys
+
+    kubectl = Path(sys.executable).parent / "kubectl"
+    assert kubectl.is_file(), f"kubectl not found at {kubectl}: install the dev dependencies"
+    out = subprocess.run(
+        [
+            str(kubectl),
+            "kustomize",
+            str(Path(__file__).resolve().parents[2] / "manifests" / target),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    ).stdout
+    return [d for d in yaml.safe_load_all(out) if d]
 
 
 def test_local_mode_writes_the_manifest_and_calls_nothing(make_kube_server, tmp_path, capsys):

@@ -14,6 +14,7 @@ import ipaddress
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -163,9 +164,9 @@ def served(registry):
 
 @pytest.fixture(scope="module")
 def pyfunc(served):
-    import mlflow
+    from churn_kfp.registry.loading import load_pyfunc
 
-    return mlflow.pyfunc.load_model(str(served.model_dir))
+    return load_pyfunc(served.model_dir, model_name=served.name, version=served.version)
 
 
 @pytest.fixture(scope="module")
@@ -296,6 +297,9 @@ def test_decode_inputs_in_process():
         "column 'x': shape [3, 1] but 2 value(s)": [inp("x", "FP64", [1.0, 2.0], [3, 1])],
         "column 'k': null/NaN values are not allowed": [inp("k", "INT64", [None, 1])],
         "column 'k': expected datatype INT64": [inp("k", "FP64", [1.5, 2.0])],
+        "column 'x': datatype INT64 declared, but not whole numbers; send FP64 (row 1: 2.5)": [
+            inp("x", "INT64", [1.0, 2.5])
+        ],
         "column 's': expected strings": [inp("s", "BYTES", [1, "b"])],
         "duplicate input(s) ['s']": [inp("s", "BYTES", ["a", "b"])],
     }
@@ -541,11 +545,10 @@ def test_predict_cli_errors(server, rows, tmp_path, capsys):
     assert not (tmp_path / "x.csv").exists()
 
 
-def test_serve_cli_prints_a_working_curl_and_stops_on_ctrl_c(registry, tmp_path):
-    port = serving.free_port()
+def _start_serve_cli(registry, log: Path, port: int) -> subprocess.Popen:
+    """Runs `churn serve --port PORT` for version 1 until it prints that it is ready."""
     env = {**os.environ, **registry["env"], "MODEL_VERSION": "1", "PYTHONUNBUFFERED": "1"}
     command = [sys.executable, "-m", "churn_kfp.cli.main", "serve", "--port", str(port)]
-    log = tmp_path / "serve.out"
     with open(log, "w") as out:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
     try:
@@ -554,6 +557,17 @@ def test_serve_cli_prints_a_working_curl_and_stops_on_ctrl_c(registry, tmp_path)
             assert process.poll() is None, log.read_text()
             assert time.monotonic() < deadline, log.read_text()
             time.sleep(0.5)
+    except BaseException:
+        _stop_cli(process)
+        raise
+    return process
+
+
+def test_serve_cli_prints_a_working_curl_and_stops_on_ctrl_c(registry, tmp_path):
+    port = serving.free_port()
+    log = tmp_path / "serve.out"
+    process = _start_serve_cli(registry, log, port)
+    try:
         text = log.read_text()
         assert f"http://127.0.0.1:{port}" in text and "version 1" in text
         body = re.search(r"-d '(.*)'", text).group(1)
@@ -630,3 +644,273 @@ def test_kserve_style_environment_configuration(served, pyfunc, rows, tmp_path):
         assert bad.status_code == 422 and "missing column(s)" in bad.json()["error"]
     finally:
         serving.stop_process(process)
+
+
+# --------------------------------------------------------------------------------------------
+# Hardening (issue 14): no pickle, request limits, the model cache, no orphaned server
+# --------------------------------------------------------------------------------------------
+
+
+def test_server_runs_without_the_pickle_flag(server):
+    environ = Path(f"/proc/{server.process.pid}/environ").read_bytes().split(b"\0")
+    assert not [v for v in environ if v.startswith(b"MLFLOW_ALLOW_PICKLE_DESERIALIZATION=")]
+
+
+def test_request_limits_from_the_environment():
+    from churn_kfp.serving.limits import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_ROWS, RequestLimits
+
+    assert RequestLimits.from_env({}) == RequestLimits(DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_ROWS)
+    limits = RequestLimits.from_env(
+        {"CHURN_SERVE_MAX_BODY_BYTES": "1_000", "CHURN_SERVE_MAX_ROWS": " 5 "}
+    )
+    assert limits == RequestLimits(1000, 5)
+    for bad in ("0", "-3", "1e6", "lots"):
+        with pytest.raises(ValueError, match=f"CHURN_SERVE_MAX_ROWS .*got '{bad}'"):
+            RequestLimits.from_env({"CHURN_SERVE_MAX_ROWS": bad})
+
+
+def _assert_still_serving(server, pyfunc, rows) -> None:
+    assert server.process.poll() is None
+    good = post_infer(server.url, _body(rows.head(5)))
+    assert good.status_code == 200, good.text
+    served = np.asarray(good.json()["outputs"][0]["data"])
+    np.testing.assert_allclose(served, expected_proba(pyfunc, rows.head(5)), atol=1e-6)
+
+
+def test_oversized_bodies_get_413_and_the_server_keeps_serving(server, pyfunc, rows):
+    import gzip
+
+    from churn_kfp.serving.limits import DEFAULT_MAX_BODY_BYTES
+
+    url = f"{server.url}/v2/models/{MODEL}/infer"
+    headers = {"Content-Type": "application/json"}
+    padded = b'{"inputs": []' + b" " * DEFAULT_MAX_BODY_BYTES + b"}"
+    declared = requests.post(url, data=padded, headers=headers, timeout=60)
+    assert declared.status_code == 413, declared.text
+    assert "CHURN_SERVE_MAX_BODY_BYTES" in declared.json()["error"]
+    _assert_still_serving(server, pyfunc, rows)
+
+    def chunks():  # no Content-Length: chunked transfer
+        for start in range(0, len(padded), 1 << 20):
+            yield padded[start : start + (1 << 20)]
+
+    chunked = requests.post(url, data=chunks(), headers=headers, timeout=60)
+    assert chunked.status_code == 413, chunked.text
+    _assert_still_serving(server, pyfunc, rows)
+
+    bomb = gzip.compress(padded)
+    assert len(bomb) < 100_000  # small on the wire, over the limit once decompressed
+    zipped = {**headers, "Content-Encoding": "gzip"}
+    inflated = requests.post(url, data=bomb, headers=zipped, timeout=60)
+    assert inflated.status_code == 413 and "decompressed" in inflated.json()["error"]
+    _assert_still_serving(server, pyfunc, rows)
+
+    small = gzip.compress(json.dumps(_body(rows.head(3))).encode())
+    answer = requests.post(url, data=small, headers=zipped, timeout=60)
+    assert answer.status_code == 200, answer.text  # gzip within the limit still works
+    np.testing.assert_allclose(
+        answer.json()["outputs"][0]["data"], expected_proba(pyfunc, rows.head(3)), atol=1e-6
+    )
+
+
+def test_too_many_rows_get_422(server, pyfunc, rows):
+    from churn_kfp.serving.limits import DEFAULT_MAX_ROWS
+
+    at_limit = make_features(DEFAULT_MAX_ROWS, seed=5)
+    assert post_infer(server.url, _body(at_limit)).status_code == 200
+    over = make_features(DEFAULT_MAX_ROWS + 1, seed=5)
+    response = post_infer(server.url, _body(over))
+    assert response.status_code == 422, response.text
+    message = response.json()["error"]
+    assert f"{DEFAULT_MAX_ROWS + 1} rows" in message and "CHURN_SERVE_MAX_ROWS" in message
+    _assert_still_serving(server, pyfunc, rows)
+
+
+def test_small_limits_from_the_servers_environment(served, tmp_path):
+    """The limits are settings: a server started with small ones enforces those."""
+    env = {"CHURN_SERVE_MAX_BODY_BYTES": "4000", "CHURN_SERVE_MAX_ROWS": "3"}
+    with serving.serve(served, workdir=tmp_path, env=env) as small:
+        four = make_features(4, seed=3, missing=False)
+        rows_error = post_infer(small.url, _body(four))
+        assert rows_error.status_code == 422 and "limit of 3 rows" in rows_error.json()["error"]
+        body = json.dumps(_body(make_features(40, seed=3, missing=False)))
+        assert len(body) > 4000
+        assert post_infer(small.url, body).status_code == 413
+        assert post_infer(small.url, _body(four.head(3))).status_code == 200
+
+
+def register_second_model(registry: dict, name: str) -> str:
+    """Registers another model (other data, so other probabilities) at version 1."""
+    import mlflow
+    from mlflow.models import infer_signature
+
+    train = make_features(300, seed=21, missing=False)
+    y = (train["monetary_90d"] > train["monetary_90d"].median()).astype(int)
+    pipeline = build_pipeline().fit(train[FEATURES], y)
+    with mlflow_tracking(registry["env"]["MLFLOW_TRACKING_URI"]):
+        mlflow.set_experiment("serving-test")
+        with mlflow.start_run():
+            info = mlflow.sklearn.log_model(
+                pipeline,
+                name="model",
+                signature=infer_signature(train[FEATURES], pipeline.predict_proba(train[FEATURES])),
+                serialization_format="skops",
+                skops_trusted_types=SKOPS_TRUSTED,
+                pyfunc_predict_fn="predict_proba",
+                pip_requirements=["scikit-learn", "xgboost", "skops"],
+            )
+        assert mlflow.register_model(info.model_uri, name).version in (1, "1")
+    return info.model_id
+
+
+def test_model_cache_is_keyed_by_name_version_and_model_id(registry, served, tmp_path):
+    import yaml
+
+    settings = registry["settings"]
+    other_id = register_second_model(registry, "model-b")
+    model_b = serving.resolve_model("1", settings=settings, model_name="model-b")
+    assert (model_b.name, model_b.version, model_b.model_id) == ("model-b", "1", other_id)
+    assert served.model_id and served.model_id != other_id
+    assert model_b.model_dir != served.model_dir
+    assert serving.serving_dir(settings, "model-b", "1") != serving.serving_dir(
+        settings, MODEL, "1"
+    )
+
+    def model_id_in(folder: Path) -> str:
+        return yaml.safe_load((folder / "MLmodel").read_text())["model_id"]
+
+    cache_b = serving.serving_dir(settings, "model-b", "1") / other_id
+    with mlflow_tracking(registry["env"]["MLFLOW_TRACKING_URI"]):
+        downloaded = serving._local_model_dir("models:/model-b/1", cache_b, other_id)
+        assert model_id_in(downloaded) == other_id
+        # A cache holding another model's files (the old version-only key) is not served.
+        shutil.rmtree(downloaded)
+        shutil.copytree(served.model_dir, downloaded)
+        again = serving._local_model_dir("models:/model-b/1", cache_b, other_id)
+    assert again == downloaded and model_id_in(again) == other_id
+    with pytest.raises(LookupError, match=f"holds model id {served.model_id}"):
+        serving._local_model_dir(str(served.model_dir), tmp_path / "unused", other_id)
+
+
+@pytest.fixture(scope="module")
+def hostile(registry, tmp_path_factory):
+    """A cloudpickle version whose unpickling writes a marker, as `churn-hostile`@champion."""
+    from support.hostile_model import log_hostile_version
+
+    marker = tmp_path_factory.mktemp("hostile") / "marker"
+    with mlflow_tracking(registry["env"]["MLFLOW_TRACKING_URI"]):
+        import mlflow
+
+        mlflow.set_experiment("serving-test")
+        version = log_hostile_version("churn-hostile", marker, champion=True)
+    return {"name": "churn-hostile", "version": version, "marker": marker}
+
+
+def test_churn_serve_refuses_a_pickled_version(registry, hostile, monkeypatch, capsys):
+    for key, value in registry["env"].items():
+        monkeypatch.setenv(key, value)
+    port = str(serving.free_port())
+    for extra in (["--version", hostile["version"]], []):  # by version, then as @champion
+        code = cli.main(["serve", "--model", hostile["name"], "--port", port, *extra])
+        error = capsys.readouterr().err
+        assert code == 1
+        assert f"refusing to load model 'churn-hostile' version {hostile['version']}" in error
+        assert "serialization_format 'cloudpickle'" in error
+    assert not hostile["marker"].exists()
+
+
+def test_the_runtime_itself_refuses_a_pickled_model(registry, hostile, tmp_path):
+    """Defence in depth (KServe starts the runtime without `churn serve`'s check)."""
+    import mlflow.artifacts
+
+    with mlflow_tracking(registry["env"]["MLFLOW_TRACKING_URI"]):
+        local = mlflow.artifacts.download_artifacts(
+            f"models:/{hostile['name']}/{hostile['version']}", dst_path=str(tmp_path / "files")
+        )
+    model = serving.ServedModel(name=hostile["name"], version="1", model_dir=Path(local))
+    with pytest.raises(serving.ServerStartError, match="serialization_format 'cloudpickle'"):
+        serving.start_server(model, workdir=tmp_path, timeout=120)
+    assert not hostile["marker"].exists()
+
+
+def _gone(pid: int) -> bool:
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def test_kill_9_of_churn_serve_takes_mlserver_down(registry, tmp_path):
+    port = serving.free_port()
+    records = registry["settings"].home / "serving" / "servers"
+    process = _start_serve_cli(registry, tmp_path / "serve.out", port)
+    try:
+        (running,) = serving.recorded_servers(records)
+        assert running.port == port and running.parent_pid == process.pid and running.parent_alive
+        process.kill()  # SIGKILL: `churn serve` cannot stop its child itself
+        process.wait(timeout=10)
+        deadline = time.monotonic() + 20
+        while not _gone(running.pid):
+            assert time.monotonic() < deadline, f"MLServer pid {running.pid} outlived its parent"
+            time.sleep(0.2)
+        with pytest.raises(requests.ConnectionError):  # nothing answers on the port any more
+            requests.get(f"http://127.0.0.1:{port}/v2/health/live", timeout=5)
+        deadline = time.monotonic() + 10
+        while serving.port_in_use(port):  # the next `churn serve` can bind it
+            assert time.monotonic() < deadline, f"port {port} still taken"
+            time.sleep(0.5)
+        assert serving.recorded_servers(records) == []  # the dead server's record is dropped
+        assert not list(records.glob("*.json"))
+    finally:
+        _stop_cli(process)
+
+
+def test_churn_serve_names_a_stale_server_holding_its_port(registry, tmp_path, monkeypatch, capsys):
+    """A server recorded by a `churn serve` that is gone (as if it outlived a kill -9)."""
+    for key, value in registry["env"].items():
+        monkeypatch.setenv(key, value)
+    port = serving.free_port()
+    config_dir = tmp_path / f"mlserver-{port}"
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import socket, sys, time; s = socket.socket(); "
+            "s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); "
+            f"s.bind(('127.0.0.1', {port})); s.listen(); print('ok', flush=True); time.sleep(120)",
+            str(config_dir),
+        ],
+        stdout=subprocess.PIPE,
+    )
+    gone_parent = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone_parent.wait()
+    records = registry["settings"].home / "serving" / "servers"
+    records.mkdir(parents=True, exist_ok=True)
+    record = records / f"127.0.0.1-{port}.json"
+    try:
+        assert holder.stdout.readline().strip() == b"ok"
+        record.write_text(
+            json.dumps(
+                {
+                    "pid": holder.pid,
+                    "host": "127.0.0.1",
+                    "port": port,
+                    "model": MODEL,
+                    "version": "1",
+                    "parent_pid": gone_parent.pid,
+                    "config_dir": str(config_dir),
+                    "started_at": "2026-01-01T00:00:00+00:00",
+                }
+            )
+        )
+        assert cli.main(["serve", "--version", "1", "--port", str(port)]) == 1
+        error = capsys.readouterr().err
+        assert f"port {port} is taken: MLServer pid {holder.pid} serving {MODEL} version 1" in error
+        assert f"left behind by a churn serve (pid {gone_parent.pid}) that is gone" in error
+        assert f"kill {holder.pid}" in error
+    finally:
+        holder.kill()
+        holder.wait()
+    assert serving.recorded_servers(records) == [] and not record.exists()

@@ -9,7 +9,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from stand_ins import KfpStandIn, KubeStandIn  # noqa: E402
+from kube_stand_in import KubeStandIn  # noqa: E402
+from stand_ins import KfpStandIn  # noqa: E402
 
 CONNECTION_ENV = (
     "KFP_HOST",
@@ -46,7 +47,7 @@ def make_kfp_server():
 
 @pytest.fixture
 def make_kube_server():
-    """Factory for Kubernetes API stand-ins (KServe InferenceService endpoints only)."""
+    """Factory for STAND-INS of the Kubernetes API + KServe controller (kube_stand_in.py)."""
     servers = []
 
     def make(**kwargs) -> KubeStandIn:

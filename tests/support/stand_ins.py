@@ -12,14 +12,9 @@ local HTTP servers bound to 127.0.0.1 on ephemeral ports:
   duplicate pipeline or version name, a version named after the pipeline created by
   ``upload``, ``recurringRuns`` as the list key). It keeps state in memory and records
   every request so tests can assert what was sent. It does not run anything.
-* :class:`KubeStandIn` is a STAND-IN for the Kubernetes API server. It implements only
-  GET / POST / PATCH (RFC 7386 merge patch) of
-  ``/apis/serving.kserve.io/v1beta1/namespaces/{ns}/inferenceservices[/{name}]`` with
-  generation, resourceVersion and Kubernetes ``Status`` errors, plus a fake controller that
-  turns the status Ready after N reads, or never (storage URIs listed as never ready), or
-  reports a failed model load (storage URIs listed as failing).
+* The Kubernetes API / KServe STAND-IN is :class:`kube_stand_in.KubeStandIn`.
 
-Both say what they are in every response header (``X-Stand-In``).
+Each says what it is in every response header (``X-Stand-In``).
 """
 
 # STAND-IN servers: a test double for the KFP API server and the Kubernetes API server,
@@ -171,15 +166,20 @@ class KfpStandIn(_StandInServer):
         multi_user: What ``healthz`` reports; in multi-user mode listing experiments or
             recurring runs and creating experiments require a namespace, as on Kubeflow.
         token: When set, every request must carry ``Authorization: Bearer <token>``.
+        tag_name: The backend version ``healthz`` reports (the real API server reports its
+            build's ``TAG_NAME`` and ``COMMIT_SHA`` there, ``unknown`` when unset).
     """
 
     name = "kfp-v2beta1-stand-in"
     API = "/apis/v2beta1"
 
-    def __init__(self, multi_user: bool = False, token: str | None = None) -> None:
+    def __init__(
+        self, multi_user: bool = False, token: str | None = None, tag_name: str = "2.16.0"
+    ) -> None:
         super().__init__()
         self.multi_user = multi_user
         self.token = token
+        self.tag_name = tag_name
         self.pipelines: dict[str, dict] = {}
         self.versions: dict[str, dict] = {}
         self.specs: dict[str, list] = {}  # version id -> parsed YAML documents uploaded
@@ -230,7 +230,13 @@ class KfpStandIn(_StandInServer):
 
     # ----------------------------------------------------------------- endpoints
     def _healthz(self, rec, parts):
-        return 200, {"multi_user": self.multi_user, "pipeline_store": "stand-in"}
+        # The real server writes this JSON by hand (backend/src/apiserver/main.go).
+        return 200, {
+            "commit_sha": "stand-in",
+            "tag_name": self.tag_name,
+            "multi_user": self.multi_user,
+            "pipeline_store": "stand-in",
+        }
 
     def _require_namespace(self, namespace: str | None, what: str) -> None:
         if self.multi_user and not namespace:
@@ -467,201 +473,3 @@ def _apply_filter(items: list[dict], encoded: str | None) -> list[dict]:
             raise HttpError(400, _grpc_error(3, f"stand-in filter unsupported: {predicate}"))
         items = [i for i in items if i.get(key) == value]
     return items
-
-
-# =========================================================================== Kubernetes
-
-
-class KubeStandIn(_StandInServer):
-    """STAND-IN for the Kubernetes API server's KServe InferenceService endpoints.
-
-    Not the real API server: only GET/POST/PATCH of ``inferenceservices`` in group
-    ``serving.kserve.io/v1beta1``, merge patch only, and a fake controller that runs when
-    the object is read.
-
-    Args:
-        ready_after_reads: Reads after a spec change before the status turns Ready (the
-            status stays as it was, i.e. stale, until then).
-        never_ready_uris: storageUris whose revision reports ``Ready=False RevisionFailed``
-            forever (the client must time out).
-        failing_uris: storageUris whose model load fails terminally
-            (``modelStatus.transitionStatus=BlockedByFailedLoad``).
-    """
-
-    name = "kubernetes-api-stand-in"
-    PREFIX = "/apis/serving.kserve.io/v1beta1/namespaces/"
-
-    def __init__(
-        self,
-        ready_after_reads: int = 2,
-        never_ready_uris: set[str] | None = None,
-        failing_uris: set[str] | None = None,
-    ) -> None:
-        super().__init__()
-        self.ready_after_reads = ready_after_reads
-        self.never_ready_uris = set(never_ready_uris or ())
-        self.failing_uris = set(failing_uris or ())
-        self.objects: dict[tuple[str, str], dict] = {}
-        self._reads: dict[tuple[str, str], int] = {}
-        self._resource_version = itertools.count(100)
-
-    def route(self, rec: Recorded) -> tuple[int, Any]:  # noqa: D102
-        if not rec.path.startswith(self.PREFIX):
-            raise HttpError(404, _status(404, "NotFound", f"stand-in has no {rec.path}"))
-        parts = rec.path[len(self.PREFIX) :].strip("/").split("/")
-        if len(parts) not in (2, 3) or parts[1] != "inferenceservices":
-            raise HttpError(404, _status(404, "NotFound", f"stand-in has no {rec.path}"))
-        namespace, name = parts[0], parts[2] if len(parts) == 3 else None
-        if rec.body:
-            rec.json = json.loads(rec.body)
-        if rec.method == "POST" and name is None:
-            return self._create(namespace, rec)
-        if rec.method == "GET" and name:
-            return 200, self._read(namespace, name)
-        if rec.method == "PATCH" and name:
-            return self._patch(namespace, name, rec)
-        raise HttpError(405, _status(405, "MethodNotAllowed", f"{rec.method} {rec.path}"))
-
-    def _create(self, namespace: str, rec: Recorded):
-        body = copy.deepcopy(rec.json or {})
-        if body.get("kind") != "InferenceService" or not body.get("apiVersion", "").startswith(
-            "serving.kserve.io/"
-        ):
-            raise HttpError(400, _status(400, "BadRequest", "not an InferenceService"))
-        meta = body.setdefault("metadata", {})
-        name = meta.get("name")
-        if meta.get("namespace", namespace) != namespace:
-            raise HttpError(400, _status(400, "BadRequest", "namespace does not match"))
-        if (namespace, name) in self.objects:
-            raise HttpError(
-                409,
-                _status(409, "AlreadyExists", f'inferenceservices "{name}" already exists'),
-            )
-        meta.update(
-            {
-                "namespace": namespace,
-                "uid": str(uuid.uuid4()),
-                "generation": 1,
-                "resourceVersion": str(next(self._resource_version)),
-                "creationTimestamp": _now(),
-            }
-        )
-        body["status"] = {}
-        self.objects[(namespace, name)] = body
-        self._reads[(namespace, name)] = 0
-        return 201, body
-
-    def _patch(self, namespace: str, name: str, rec: Recorded):
-        if rec.headers.get("content-type", "").split(";")[0] != "application/merge-patch+json":
-            raise HttpError(
-                415,
-                _status(415, "UnsupportedMediaType", "stand-in only takes merge-patch+json"),
-            )
-        current = self._existing(namespace, name)
-        patch = copy.deepcopy(rec.json or {})
-        wanted = (patch.get("metadata") or {}).pop("resourceVersion", None)
-        if wanted and wanted != current["metadata"]["resourceVersion"]:
-            raise HttpError(
-                409,
-                _status(
-                    409,
-                    "Conflict",
-                    f'Operation cannot be fulfilled on inferenceservices "{name}": the object '
-                    "has been modified; please apply your changes to the latest version",
-                ),
-            )
-        patch.pop("status", None)
-        updated = merge_patch(current, patch)
-        if updated["spec"] != current["spec"]:
-            updated["metadata"]["generation"] = current["metadata"]["generation"] + 1
-            self._reads[(namespace, name)] = 0
-        updated["metadata"]["resourceVersion"] = str(next(self._resource_version))
-        self.objects[(namespace, name)] = updated
-        return 200, updated
-
-    def _existing(self, namespace: str, name: str) -> dict:
-        obj = self.objects.get((namespace, name))
-        if obj is None:
-            raise HttpError(
-                404,
-                _status(404, "NotFound", f'inferenceservices.serving.kserve.io "{name}" not found'),
-            )
-        return obj
-
-    def _read(self, namespace: str, name: str) -> dict:
-        obj = self._existing(namespace, name)
-        key = (namespace, name)
-        self._reads[key] += 1
-        if self._reads[key] >= self.ready_after_reads:
-            self._reconcile(obj)
-        return obj
-
-    def _reconcile(self, obj: dict) -> None:
-        """The fake controller: sets the status for the current generation."""
-        meta = obj["metadata"]
-        uri = obj["spec"]["predictor"]["model"]["storageUri"]
-        generation = meta["generation"]
-        revision = f"{meta['name']}-predictor-{generation:05d}"
-        status = obj.setdefault("status", {})
-        previous = status.get("components", {}).get("predictor", {}).get("latestReadyRevision")
-        status["observedGeneration"] = generation
-        status.setdefault("modelStatus", {})
-        if uri in self.never_ready_uris or uri in self.failing_uris:
-            message = (
-                f'Revision "{revision}" failed with message: storage-initializer: '
-                f"cannot download {uri}"
-            )
-            status["conditions"] = [
-                {"type": "PredictorReady", "status": "False", "reason": "RevisionFailed",
-                 "message": message},
-                {"type": "Ready", "status": "False", "reason": "RevisionFailed",
-                 "message": message},
-            ]  # fmt: skip
-            status["components"] = {
-                "predictor": {"latestCreatedRevision": revision, "latestReadyRevision": previous}
-            }
-            if uri in self.failing_uris:
-                status["modelStatus"] = {
-                    "transitionStatus": "BlockedByFailedLoad",
-                    "states": {"activeModelState": "FailedToLoad"},
-                    "lastFailureInfo": {"reason": "ModelLoadFailed", "message": message},
-                }
-            return
-        status["conditions"] = [
-            {"type": "PredictorReady", "status": "True"},
-            {"type": "IngressReady", "status": "True"},
-            {"type": "Ready", "status": "True"},
-        ]
-        status["components"] = {
-            "predictor": {"latestCreatedRevision": revision, "latestReadyRevision": revision}
-        }
-        status["modelStatus"] = {
-            "transitionStatus": "UpToDate",
-            "states": {"activeModelState": "Loaded"},
-        }
-        status["url"] = f"http://{meta['name']}.{meta['namespace']}.example.com"
-
-
-def merge_patch(target: Any, patch: Any) -> Any:
-    """RFC 7386 JSON merge patch (null deletes a key; lists are replaced)."""
-    if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
-    result = copy.deepcopy(target) if isinstance(target, dict) else {}
-    for key, value in patch.items():
-        if value is None:
-            result.pop(key, None)
-        else:
-            result[key] = merge_patch(result.get(key), value)
-    return result
-
-
-def _status(code: int, reason: str, message: str) -> dict:
-    return {
-        "kind": "Status",
-        "apiVersion": "v1",
-        "metadata": {},
-        "status": "Failure",
-        "message": message,
-        "reason": reason,
-        "code": code,
-    }

@@ -18,15 +18,25 @@ _KEPT_COLUMNS = ("customer_id", "cutoff")
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from churn_kfp.registry.loading import UnloadableModelError
     from churn_kfp.serving import server as serving
+    from churn_kfp.serving.limits import RequestLimits
 
     settings = Settings.from_env()
     version = args.version or os.environ.get("MODEL_VERSION") or None
     try:
+        limits = RequestLimits.from_env()
         model = serving.resolve_model(version, settings=settings, model_name=args.model)
-    except LookupError as exc:
+    except (LookupError, ValueError, UnloadableModelError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    record_dir = settings.home / "serving" / "servers"
+    for running in serving.recorded_servers(record_dir):
+        if running.port == args.port:
+            print(f"error: port {args.port} is taken: {running.describe()}", file=sys.stderr)
+            return 1
+        if not running.parent_alive:
+            print(f"warning: a stale server is still running: {running.describe()}")
     if serving.port_in_use(args.port, args.host):
         print(
             f"error: port {args.port} is already in use on {args.host}; pick another with "
@@ -53,12 +63,13 @@ def _serve(args: argparse.Namespace) -> int:
                 metrics_port=args.metrics_port,
                 host=args.host,
                 runtime=runtime,
-                workdir=settings.home / "serving" / model.version,
+                workdir=serving.serving_dir(settings, model.name, model.version),
+                record_dir=record_dir,
             )
         except serving.ServerStartError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1
-        print(_banner(server), flush=True)
+        print(_banner(server, limits), flush=True)
         try:
             while server.process.poll() is None:
                 time.sleep(0.5)
@@ -77,7 +88,7 @@ def _serve(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _banner(server) -> str:
+def _banner(server, limits) -> str:
     from churn_kfp.serving import client as serving_client
     from churn_kfp.serving import server as serving
 
@@ -95,6 +106,10 @@ def _banner(server) -> str:
     if server.metrics_url:
         lines.append(f"  metrics:   {server.metrics_url}")
     lines.append(f"  runtime:   {server.runtime}  (log: {server.log_path})")
+    lines.append(
+        f"  limits:    {limits.max_body_bytes} bytes per request body, {limits.max_rows} rows "
+        "per request (CHURN_SERVE_MAX_BODY_BYTES, CHURN_SERVE_MAX_ROWS)"
+    )
     if server.runtime == serving.VALIDATING_RUNTIME:
         if model.threshold is not None:
             lines.append(
@@ -220,7 +235,10 @@ def register(subparsers) -> None:
         "server KServe runs for `modelFormat: mlflow`, on this machine. Prints the URL and a "
         "curl example; Ctrl-C stops it. Requests carry the raw feature columns; the answer "
         "is the churn probability per row (and the decision at the tuned threshold). "
-        "Bad requests get HTTP 422 naming the offending columns.",
+        "Bad requests get HTTP 422 naming the offending columns; bodies over "
+        "CHURN_SERVE_MAX_BODY_BYTES (default 8 MiB) get 413, batches over CHURN_SERVE_MAX_ROWS "
+        "(default 10000) 422. Only scikit-learn models saved with skops are served: a version "
+        "saved with pickle or cloudpickle is refused by name before anything is loaded.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument(

@@ -17,10 +17,8 @@ TRAINING_PIPELINE = "churn-training"
 RETRAINING_PIPELINE = "churn-retraining"
 
 # Environment every process that trains, registers or serves needs (set in the image too).
+# Never MLFLOW_ALLOW_PICKLE_DESERIALIZATION: models load through churn_kfp.registry.loading.
 RUNTIME_ENV = {
-    # MLflow 3.17 refuses to load any scikit-learn model (skops included) without it; our
-    # registry is the trusted source of the models we load.
-    "MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "true",
     # XGBoost's OpenMP threads spin-wait by default: 10-15x slower fits on busy shared cores.
     "OMP_WAIT_POLICY": "PASSIVE",
     "MLFLOW_DISABLE_TELEMETRY": "true",

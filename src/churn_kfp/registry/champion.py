@@ -1,9 +1,10 @@
 """The champion: the registered version the champion alias points to, found and loaded.
 
 :func:`champion` looks the alias up (no model loading); :func:`load_champion` also loads the
-version through ``mlflow.pyfunc``, exactly as it is served, into a :class:`Champion` that
-scores rows under the model contract (:func:`churn_kfp.registry.contract.score_rows`) with
-its own tuned threshold (:func:`version_threshold`). Registration scores the champion this
+version as a pyfunc model, exactly as it is served (:mod:`churn_kfp.registry.loading`: skops
+with trusted types only), into a :class:`Champion` that scores rows under the model contract
+(:func:`churn_kfp.registry.contract.score_rows`) with its own tuned threshold
+(:func:`version_threshold`). Registration scores the champion this
 way before deciding on a candidate; the retraining loop scores every period with it.
 
 MLflow is imported inside the functions; they use the tracking/registry URIs set by
@@ -13,6 +14,7 @@ MLflow is imported inside the functions; they use the tracking/registry URIs set
 from __future__ import annotations
 
 import logging
+import tempfile
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +26,7 @@ from churn_kfp.registry.contract import (
     score_rows,
 )
 from churn_kfp.registry.lineage import covered_month
+from churn_kfp.registry.loading import load_pyfunc
 
 if TYPE_CHECKING:
     import numpy as np
@@ -52,7 +55,7 @@ class Champion:
         threshold: Its tuned decision threshold (version tag).
         tags: Its version tags (lineage, metrics).
         run_id: The MLflow run that logged it.
-        model: The loaded ``mlflow.pyfunc`` model (as served).
+        model: The loaded pyfunc model (as served).
     """
 
     model_name: str
@@ -131,11 +134,23 @@ def version_threshold(model_version: ModelVersion) -> float:
 
 
 def load_version(model_name: str, model_version: ModelVersion) -> Champion:
-    """Loads a registered version (``models:/<name>/<version>``) with its threshold and tags."""
-    import mlflow
+    """Loads a registered version (``models:/<name>/<version>``) with its threshold and tags.
+
+    The files are downloaded to a temporary folder and loaded by
+    :func:`churn_kfp.registry.loading.load_pyfunc` (skops only, trusted types only).
+
+    Raises:
+        UnloadableModelError: Its files are missing or corrupt, or
+            :class:`~churn_kfp.registry.loading.UnsafeModelError`: not a skops model.
+    """
+    import mlflow.artifacts
 
     version = str(model_version.version)
-    model = mlflow.pyfunc.load_model(f"models:/{model_name}/{version}")
+    with tempfile.TemporaryDirectory(prefix="churn-model-") as scratch:
+        local = mlflow.artifacts.download_artifacts(
+            artifact_uri=f"models:/{model_name}/{version}", dst_path=scratch
+        )
+        model = load_pyfunc(local, model_name=model_name, version=version)
     return Champion(
         model_name,
         version,

@@ -22,6 +22,7 @@ __all__ = [
     "DECISION_OUTPUT",
     "PROBABILITY_OUTPUT",
     "DEFAULT_THRESHOLD",
+    "EXAMPLE_PROBABILITIES_TAG",
     "THRESHOLD_TAG",
     "MissingInputColumnsError",
     "parse_threshold",
@@ -31,6 +32,9 @@ __all__ = [
 
 THRESHOLD_TAG = "threshold"
 """Model-version tag holding the decision threshold tuned on validation."""
+EXAMPLE_PROBABILITIES_TAG = "example_probabilities"
+"""Model-version tag: JSON list of P(churn) for the rows of the model's input example,
+computed at registration; the deploy step's smoke test compares the served answers with it."""
 DEFAULT_THRESHOLD = 0.5
 PROBABILITY_OUTPUT = "churn_probability"
 """V2 output of a served model: P(churn) per row."""

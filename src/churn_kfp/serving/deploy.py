@@ -1,20 +1,27 @@
 """Serve the champion with KServe: render, apply and watch its ``InferenceService``.
 
 * :func:`render_inference_service` builds a KServe ``serving.kserve.io/v1beta1``
-  ``InferenceService``: ``modelFormat: mlflow``, ``protocolVersion: v2`` (KServe runs
-  MLServer's MLflow runtime for it), the model's ``storageUri``, resources, the service
-  account whose Secret holds the S3 credentials, and an optional canary percentage.
+  ``InferenceService``: ``modelFormat: mlflow``, ``protocolVersion: v2``, served by our own
+  ``ServingRuntime`` :data:`SERVING_RUNTIME` (the project image running
+  :class:`~churn_kfp.serving.runtime.ValidatingMLflowRuntime`), the model's ``storageUri``,
+  resources, the service account whose Secret holds the S3 credentials, and an optional
+  canary percentage.
 * :func:`resolve_storage_uri` turns a registered model version or alias into the
   ``s3://.../artifacts`` location of its files. KServe cannot resolve ``models:/`` URIs
   (kserve#3555) and in MLflow 3 a version's ``source`` reads ``models:/m-<id>``, so the
   location comes from ``MlflowClient.get_logged_model(model_id).artifact_location``.
-* :func:`apply_inference_service` creates the resource or merge-patches it, waits until
-  ``Ready`` for the new generation, and when the new revision never gets there patches the
-  previous ``storageUri`` back and reports why (from the status conditions).
+* :func:`apply_inference_service` creates the resource, or changes only what this step owns
+  (:func:`owned_fields`: ``storageUri``, ``canaryTrafficPercent``, the model annotations)
+  with a JSON patch of exactly those paths, so the runtime, resources and env the kustomize
+  overlays set survive. It waits until a *new* predictor revision is Ready
+  (:func:`readiness`), runs a smoke test over V2 (:mod:`churn_kfp.serving.smoke`), and on
+  a failure, a timeout or a wrong answer patches the previous owned fields back and fails
+  with the reason.
 * :func:`deploy` does the three; in ``local`` mode it only writes the manifest and says so.
 
 Kubernetes RBAC the caller needs (nothing broader): ``get``, ``create`` and ``patch`` on
-``inferenceservices`` in API group ``serving.kserve.io``, in the target namespace.
+``inferenceservices`` in API group ``serving.kserve.io``, in the target namespace. Readiness
+follows Knative revisions: KServe in Serverless mode (the Kubeflow platform's default).
 
 Nothing here touches the network or the file system at import time.
 """
@@ -30,12 +37,18 @@ from pathlib import Path
 from typing import Any
 
 from churn_kfp.core.config import MODEL_NAME
+from churn_kfp.serving import smoke
 
 GROUP = "serving.kserve.io"
 VERSION = "v1beta1"
 PLURAL = "inferenceservices"
 KIND = "InferenceService"
 FIELD_MANAGER = "churn-kfp"
+SERVING_RUNTIME = "churn-kfp-mlserver"
+"""Our ``ServingRuntime`` (manifests/base/serving-runtime.yaml): the project image running
+:class:`churn_kfp.serving.runtime.ValidatingMLflowRuntime`. KServe's stock MLflow runtime
+cannot load MLflow 3 skops models."""
+TAG_ROUTING_ANNOTATION = "serving.kserve.io/enable-tag-routing"
 REQUEST_TIMEOUT_S = 30  # per Kubernetes API call
 MODES = ("local", "cluster")
 
@@ -50,6 +63,7 @@ DEFAULT_RESOURCES = {
 # Annotations recording which registered model version the InferenceService serves.
 MODEL_NAME_ANNOTATION = "churn-kfp.io/model-name"
 MODEL_VERSION_ANNOTATION = "churn-kfp.io/model-version"
+OWNED_ANNOTATIONS = (MODEL_NAME_ANNOTATION, MODEL_VERSION_ANNOTATION)
 # Storage schemes KServe's storage initializer can download from.
 REMOTE_SCHEMES = ("s3://", "gs://", "pvc://", "https://", "http://", "hdfs://", "webhdfs://")
 POD_NAMESPACE_PATH = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
@@ -93,6 +107,7 @@ def render_inference_service(
     runtime_version: str | None = None,
     model_name: str | None = None,
     model_version: str | None = None,
+    runtime: str = SERVING_RUNTIME,
 ) -> dict:
     """Builds the KServe v1beta1 ``InferenceService`` for an MLflow model.
 
@@ -107,6 +122,7 @@ def render_inference_service(
         runtime_version: Serving runtime image tag (MLServer), if not the cluster default.
         model_name: Registered model name, recorded as an annotation.
         model_version: Registered model version, recorded as an annotation.
+        runtime: The ``ServingRuntime`` that serves it (``manifests/base/serving-runtime.yaml``).
 
     Returns:
         The manifest as a dict (``yaml.safe_dump`` it to write a file).
@@ -125,11 +141,10 @@ def render_inference_service(
         raise ValueError(f"canary_percent must be between 1 and 100, got {canary_percent}")
     model: dict[str, Any] = {
         "modelFormat": {"name": "mlflow"},
+        "runtime": runtime,
         "protocolVersion": "v2",
         "storageUri": storage_uri,
         "resources": copy.deepcopy(resources or DEFAULT_RESOURCES),
-        # MLflow 3.17 loads scikit-learn models (skops included) only with this flag set.
-        "env": [{"name": "MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "value": "true"}],
     }
     if runtime_version:
         model["runtimeVersion"] = runtime_version
@@ -145,13 +160,13 @@ def render_inference_service(
             "app.kubernetes.io/managed-by": FIELD_MANAGER,
         },
     }
-    annotations = {}
+    # Tag routing gives the new revision its own URL during a canary (the smoke test's).
+    annotations = {TAG_ROUTING_ANNOTATION: "true"}
     if model_name:
         annotations[MODEL_NAME_ANNOTATION] = model_name
     if model_version:
         annotations[MODEL_VERSION_ANNOTATION] = str(model_version)
-    if annotations:
-        metadata["annotations"] = annotations
+    metadata["annotations"] = annotations
     return {
         "apiVersion": f"{GROUP}/{VERSION}",
         "kind": KIND,
@@ -219,34 +234,48 @@ def _model_id_from_source(source: str | None) -> str | None:
 # --------------------------------------------------------------------------- apply
 
 
-def readiness(obj: dict, generation: int | None = None) -> tuple[bool, str, bool]:
-    """Reads an ``InferenceService`` status.
+def predictor_revisions(obj: dict | None) -> tuple[str | None, str | None]:
+    """``(latestCreatedRevision, latestReadyRevision)`` of the predictor, from the status."""
+    predictor = (((obj or {}).get("status") or {}).get("components") or {}).get("predictor")
+    predictor = predictor or {}
+    return predictor.get("latestCreatedRevision"), predictor.get("latestReadyRevision")
 
-    Ready means: the controller has observed ``generation`` (when it reports
-    ``observedGeneration``), the ``Ready`` condition is ``True``, and the latest created
-    predictor revision is the latest ready one (when revisions are reported).
+
+def readiness(obj: dict, revision_before: str | None = None) -> tuple[bool, str, bool]:
+    """Reads an ``InferenceService`` status after a change of its predictor.
+
+    Ready means all three: the predictor's ``latestCreatedRevision`` differs from
+    ``revision_before`` (the change made a new revision: a status still describing the old
+    one says nothing about the new model), ``latestCreatedRevision ==
+    latestReadyRevision``, and the ``Ready`` condition is ``True``. KServe's
+    ``observedGeneration`` is not used: it is copied from the Knative Service or the
+    Deployment and does not count the InferenceService's own generations.
 
     Args:
         obj: The resource as returned by the API.
-        generation: The ``metadata.generation`` the caller wrote.
+        revision_before: ``latestCreatedRevision`` before the change (None: created now).
 
     Returns:
-        ``(ready, reason, terminal)``: ``reason`` names the conditions that are not True;
-        ``terminal`` is True when KServe reports a state waiting will not fix.
+        ``(ready, reason, terminal)``: ``reason`` says what is missing; ``terminal`` is
+        True when KServe reports a state waiting will not fix.
     """
     status = obj.get("status") or {}
-    observed = status.get("observedGeneration")
-    if generation is not None and observed is not None and int(observed) < int(generation):
-        return False, f"controller has not observed generation {generation} yet", False
     conditions = status.get("conditions") or []
-    ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
-    predictor = (status.get("components") or {}).get("predictor") or {}
-    created, latest = predictor.get("latestCreatedRevision"), predictor.get("latestReadyRevision")
-    if ready and created and latest and created != latest:
-        ready = False
-    if ready:
+    ready_condition = any(
+        c.get("type") == "Ready" and c.get("status") == "True" for c in conditions
+    )
+    created, latest = predictor_revisions(obj)
+    problems = []
+    if not created or created == revision_before:
+        problems.append(
+            "no new predictor revision yet"
+            + (f" (still {revision_before})" if revision_before else "")
+        )
+    elif created != latest:
+        problems.append(f"revision {created} is not ready (latest ready: {latest or 'none'})")
+    if ready_condition and not problems:
         return True, "", False
-    problems = [
+    problems += [
         f"{c.get('type')}={c.get('status')}"
         + (f" {c['reason']}" if c.get("reason") else "")
         + (f": {c['message']}" if c.get("message") else "")
@@ -257,10 +286,57 @@ def readiness(obj: dict, generation: int | None = None) -> tuple[bool, str, bool
     failure = model_status.get("lastFailureInfo") or {}
     if failure:
         problems.append(f"model {failure.get('reason', '')}: {failure.get('message', '')}".strip())
-    if created and latest and created != latest:
-        problems.append(f"revision {created} is not ready (serving {latest})")
-    terminal = model_status.get("transitionStatus") in _TERMINAL_TRANSITIONS
-    return False, "; ".join(problems) or "no Ready condition reported yet", terminal
+    new_revision = bool(created) and created != revision_before
+    terminal = new_revision and model_status.get("transitionStatus") in _TERMINAL_TRANSITIONS
+    return False, "; ".join(problems), terminal
+
+
+def owned_fields(manifest: dict) -> dict:
+    """What the deploy step owns of an ``InferenceService``: model location, canary, annotations.
+
+    Everything else (runtime, resources, env, replicas, service account) belongs to the
+    kustomize manifests and is never written by a patch.
+    """
+    predictor = manifest["spec"]["predictor"]
+    annotations = (manifest.get("metadata") or {}).get("annotations") or {}
+    return {
+        "storageUri": predictor["model"].get("storageUri"),
+        "canaryTrafficPercent": predictor.get("canaryTrafficPercent"),
+        "annotations": {key: annotations.get(key) for key in OWNED_ANNOTATIONS},
+    }
+
+
+def owned_patch(live: dict, wanted: dict) -> list[dict]:
+    """The JSON patch (RFC 6902) setting exactly the owned fields of ``live`` to ``wanted``.
+
+    ``wanted`` is :func:`owned_fields`' shape. The first operation replaces
+    ``metadata.resourceVersion`` with the one read, so the API server answers 409 Conflict
+    when someone changed the object in between. A None value removes the field.
+    """
+    metadata = live.get("metadata") or {}
+    predictor = (live.get("spec") or {}).get("predictor") or {}
+    ops: list[dict] = [
+        {"op": "replace", "path": "/metadata/resourceVersion", "value": metadata["resourceVersion"]}
+    ]
+    annotations = metadata.get("annotations")
+    if annotations is None and any(v is not None for v in wanted["annotations"].values()):
+        ops.append({"op": "add", "path": "/metadata/annotations", "value": {}})
+        annotations = {}
+    for key, value in wanted["annotations"].items():
+        path = "/metadata/annotations/" + key.replace("~", "~0").replace("/", "~1")
+        if value is not None:
+            ops.append({"op": "add", "path": path, "value": str(value)})
+        elif key in (annotations or {}):
+            ops.append({"op": "remove", "path": path})
+    if wanted["storageUri"] is not None:
+        value = wanted["storageUri"]
+        ops.append({"op": "add", "path": "/spec/predictor/model/storageUri", "value": value})
+    if wanted["canaryTrafficPercent"] is not None:
+        value = int(wanted["canaryTrafficPercent"])
+        ops.append({"op": "add", "path": "/spec/predictor/canaryTrafficPercent", "value": value})
+    elif "canaryTrafficPercent" in predictor:
+        ops.append({"op": "remove", "path": "/spec/predictor/canaryTrafficPercent"})
+    return ops
 
 
 def apply_inference_service(
@@ -269,13 +345,17 @@ def apply_inference_service(
     timeout_s: float = 600.0,
     poll_s: float = 5.0,
     log: Callable[[str], None] = print,
+    smoke_check: Callable[[dict], None] | None = None,
 ) -> dict:
-    """Creates or merge-patches an ``InferenceService`` and waits until it is Ready.
+    """Creates an ``InferenceService``, or changes only what the deploy step owns, and waits.
 
-    If the resource exists, its current ``storageUri`` (and canary percentage and model
-    annotations) are read first; when the new revision does not become Ready within
-    ``timeout_s`` (or KServe reports a failed model load), they are patched back and the
-    rollback is awaited too.
+    A new resource is created whole. An existing one gets a JSON patch of exactly
+    :func:`owned_fields` (``storageUri``, ``canaryTrafficPercent`` and the model
+    annotations): the runtime, resources, env and replicas the kustomize overlays set are
+    left as they are. The step then waits for a new predictor revision to be Ready (see
+    :func:`readiness`) and runs ``smoke_check`` on the Ready resource. A terminal failure,
+    the timeout or a failed smoke check patches the previous owned fields back, waits for
+    that revision too, and raises.
 
     Args:
         manifest: Output of :func:`render_inference_service`.
@@ -283,26 +363,29 @@ def apply_inference_service(
         timeout_s: How long to wait for Ready (each of deploy and rollback).
         poll_s: Seconds between status reads.
         log: Where progress lines go.
+        smoke_check: Called with the Ready resource; raises to reject the new model.
 
     Returns:
-        ``{"action": "created"|"patched", "name", "namespace", "storage_uri",
-        "previous_storage_uri", "url", "generation", "waited_s"}``.
+        ``{"action": "created"|"patched"|"unchanged", "name", "namespace", "storage_uri",
+        "previous_storage_uri", "revision", "url", "waited_s"}``.
 
     Raises:
-        DeployError: The API refused, or the new revision never became Ready (the message
-            names the reason from the conditions and the rollback outcome).
+        DeployError: The API refused, the new revision never became Ready, or the smoke
+            check failed (the message names the reason and the rollback outcome).
     """
     from kubernetes.client.exceptions import ApiException
 
     name = manifest["metadata"]["name"]
     namespace = manifest["metadata"]["namespace"]
     new_uri = _storage_uri(manifest)
+    wanted = owned_fields(manifest)
     where = f"InferenceService {namespace}/{name}"
     started = time.monotonic()
+    previous: dict | None = None
     try:
         existing = _get(api, namespace, name)
         if existing is None:
-            result = api.create_namespaced_custom_object(
+            api.create_namespaced_custom_object(
                 GROUP,
                 VERSION,
                 namespace,
@@ -311,11 +394,15 @@ def apply_inference_service(
                 field_manager=FIELD_MANAGER,
                 _request_timeout=REQUEST_TIMEOUT_S,
             )
-            action, previous = "created", None
+            action, revision_before = "created", None
             log(f"created {where} with storageUri {new_uri}")
+        elif owned_fields(existing) == wanted:
+            action, revision_before = "unchanged", None
+            log(f"{where} already serves storageUri {new_uri}: nothing to change")
         else:
             previous = existing
-            result = _patch_with_retry(api, namespace, name, manifest, existing)
+            revision_before = predictor_revisions(existing)[0]
+            _patch_owned(api, namespace, name, wanted, existing)
             action = "patched"
             log(
                 f"patched {where}: storageUri {_storage_uri(existing)} -> {new_uri}"
@@ -328,10 +415,19 @@ def apply_inference_service(
             reason=str(exc.reason),
         ) from None
 
-    generation = (result.get("metadata") or {}).get("generation")
-    ready, reason = _wait_ready(api, namespace, name, generation, timeout_s, poll_s)
+    if action == "unchanged":
+        obj = existing or {}
+        created, latest = predictor_revisions(obj)
+        ready = created is not None and created == latest and readiness(obj, None)[0]
+        reason = "" if ready else readiness(obj, None)[1]
+    else:
+        obj, ready, reason = _wait_ready(api, namespace, name, revision_before, timeout_s, poll_s)
+    if ready and smoke_check is not None:
+        try:
+            smoke_check(obj)
+        except Exception as exc:  # any failure of the check rejects the model
+            ready, reason = False, f"smoke test failed: {exc}"
     if ready:
-        obj = _get(api, namespace, name) or {}
         url = (obj.get("status") or {}).get("url")
         log(f"{where} is Ready" + (f" at {url}" if url else ""))
         return {
@@ -340,30 +436,32 @@ def apply_inference_service(
             "namespace": namespace,
             "storage_uri": new_uri,
             "previous_storage_uri": _storage_uri(previous) if previous else None,
+            "revision": predictor_revisions(obj)[0],
             "url": url,
-            "generation": generation,
             "waited_s": round(time.monotonic() - started, 3),
         }
 
     failure = f"{where} did not become Ready with storageUri {new_uri}: {reason}"
     if previous is None:
         raise DeployError(
-            f"{failure}. Nothing to roll back to (this deploy created it); left in place: "
-            f"kubectl describe inferenceservice -n {namespace} {name}",
+            f"{failure}. Nothing to roll back to (this deploy did not change a served "
+            f"model); left in place: kubectl describe inferenceservice -n {namespace} {name}",
             reason=reason,
         )
     previous_uri = _storage_uri(previous)
     log(f"{failure}; rolling back to storageUri {previous_uri}")
     try:
-        rolled = _patch_with_retry(api, namespace, name, _rollback_body(previous), None)
-    except ApiException as exc:
+        live = _get(api, namespace, name) or previous
+        failed_revision = predictor_revisions(live)[0]
+        _patch_owned(api, namespace, name, owned_fields(previous), live)
+        _, back, back_reason = _wait_ready(api, namespace, name, failed_revision, timeout_s, poll_s)
+    except (ApiException, DeployError) as exc:
+        detail = _api_message(exc) if isinstance(exc, ApiException) else str(exc)
         raise DeployError(
-            f"{failure}. Rollback to {previous_uri} failed too: {_api_message(exc)}",
+            f"{failure}. Rollback to {previous_uri} failed too: {detail}",
             reason=reason,
             previous_storage_uri=previous_uri,
         ) from None
-    generation = (rolled.get("metadata") or {}).get("generation")
-    back, back_reason = _wait_ready(api, namespace, name, generation, timeout_s, poll_s)
     outcome = "it is Ready again" if back else f"it is not Ready either: {back_reason}"
     raise DeployError(
         f"{failure}. Rolled back to storageUri {previous_uri}; {outcome}",
@@ -386,75 +484,45 @@ def _get(api, namespace: str, name: str) -> dict | None:
         raise
 
 
-def _patch_with_retry(api, namespace, name, manifest, existing, attempts: int = 3) -> dict:
-    """Merge-patches with optimistic concurrency (resourceVersion); re-reads on 409."""
+def _patch_owned(api, namespace: str, name: str, wanted: dict, live: dict, attempts: int = 3):
+    """JSON-patches the owned fields; on 409 (changed meanwhile) re-reads and tries again."""
     from kubernetes.client.exceptions import ApiException
 
     for attempt in range(attempts):
-        body = _patch_body(manifest, existing) if existing is not None else manifest
         try:
-            return api.patch_namespaced_custom_object(
-                GROUP,
-                VERSION,
-                namespace,
-                PLURAL,
-                name,
-                body,
-                field_manager=FIELD_MANAGER,
+            return api.api_client.call_api(
+                f"/apis/{GROUP}/{VERSION}/namespaces/{{namespace}}/{PLURAL}/{{name}}",
+                "PATCH",
+                {"namespace": namespace, "name": name},
+                [("fieldManager", FIELD_MANAGER)],
+                {"Accept": "application/json", "Content-Type": "application/json-patch+json"},
+                body=owned_patch(live, wanted),
+                response_type="object",
+                auth_settings=["BearerToken"],
+                _return_http_data_only=True,
                 _request_timeout=REQUEST_TIMEOUT_S,
             )
         except ApiException as exc:
-            if exc.status != 409 or attempt == attempts - 1 or existing is None:
+            if exc.status != 409 or attempt == attempts - 1:
                 raise
-            existing = _get(api, namespace, name) or existing
+            live = _get(api, namespace, name) or live
     raise AssertionError("unreachable")
 
 
-def _patch_body(manifest: dict, existing: dict) -> dict:
-    """The merge patch turning ``existing`` into ``manifest`` (null deletes a key)."""
-    body = copy.deepcopy(manifest)
-    body["metadata"].pop("namespace", None)
-    version = (existing.get("metadata") or {}).get("resourceVersion")
-    if version:
-        body["metadata"]["resourceVersion"] = version
-    old_predictor = (existing.get("spec") or {}).get("predictor") or {}
-    predictor = body["spec"]["predictor"]
-    if "canaryTrafficPercent" in old_predictor and "canaryTrafficPercent" not in predictor:
-        predictor["canaryTrafficPercent"] = None
-    if "runtimeVersion" in (old_predictor.get("model") or {}):
-        predictor["model"].setdefault("runtimeVersion", None)
-    return body
+def _wait_ready(api, namespace, name, revision_before, timeout_s, poll_s) -> tuple[dict, bool, str]:
+    """Polls until a new revision is Ready, a terminal failure, or the timeout.
 
-
-def _rollback_body(previous: dict) -> dict:
-    """The merge patch restoring the previous model location, canary and annotations."""
-    predictor = (previous.get("spec") or {}).get("predictor") or {}
-    annotations = (previous.get("metadata") or {}).get("annotations") or {}
-    return {
-        "metadata": {
-            "annotations": {
-                key: annotations.get(key)
-                for key in (MODEL_NAME_ANNOTATION, MODEL_VERSION_ANNOTATION)
-            }
-        },
-        "spec": {
-            "predictor": {
-                "canaryTrafficPercent": predictor.get("canaryTrafficPercent"),
-                "model": {"storageUri": _storage_uri(previous)},
-            }
-        },
-    }
-
-
-def _wait_ready(api, namespace, name, generation, timeout_s, poll_s) -> tuple[bool, str]:
-    """Polls until Ready for ``generation``, a terminal failure, or the timeout."""
+    Server errors (5xx) and timeouts of single reads are retried until the deadline.
+    """
     from kubernetes.client.exceptions import ApiException
+    from urllib3.exceptions import HTTPError as Urllib3Error
 
     deadline = time.monotonic() + timeout_s
+    obj: dict = {}
     while True:
         try:
             obj = _get(api, namespace, name) or {}
-            ready, reason, terminal = readiness(obj, generation)
+            ready, reason, terminal = readiness(obj, revision_before)
         except ApiException as exc:
             if exc.status < 500:
                 raise DeployError(
@@ -464,12 +532,14 @@ def _wait_ready(api, namespace, name, generation, timeout_s, poll_s) -> tuple[bo
                     reason=str(exc.reason),
                 ) from None
             ready, reason, terminal = False, f"API error {exc.status} {exc.reason}", False
+        except Urllib3Error as exc:
+            ready, reason, terminal = False, f"API unreachable: {exc}", False
         if ready:
-            return True, ""
+            return obj, True, ""
         if terminal or time.monotonic() >= deadline:
             if not terminal:
                 reason = f"not Ready after {timeout_s:g}s ({reason})"
-            return False, reason
+            return obj, False, reason
         time.sleep(poll_s)
 
 
@@ -543,6 +613,7 @@ def deploy(
     poll_s: float = 5.0,
     api=None,
     log: Callable[[str], None] = print,
+    smoke_check: Callable[[dict], None] | None = None,
 ) -> dict:
     """Deploys a registered model version with KServe (cluster) or writes its manifest (local).
 
@@ -563,12 +634,16 @@ def deploy(
         canary_percent: Traffic percent for the new revision; None rolls out fully.
         resources: Container resources (default :data:`DEFAULT_RESOURCES`).
         runtime_version: Serving runtime image tag, if not the cluster default.
-        storage_uri: Skip the MLflow lookup and serve this location.
+        storage_uri: Skip the MLflow lookup (and the default smoke test) and serve this
+            location.
         tracking_uri: MLflow tracking URI for the lookup.
         timeout_s: Seconds to wait for Ready (cluster mode).
         poll_s: Seconds between status reads (cluster mode).
         api: A ``CustomObjectsApi`` to use (tests, or a caller with its own config).
         log: Where progress lines go.
+        smoke_check: Run on the Ready resource (see :func:`apply_inference_service`);
+            default in cluster mode: :func:`churn_kfp.serving.smoke.v2_smoke_check` with the
+            version's logged input example and the probabilities recorded at registration.
 
     Returns:
         A summary: mode, applied, manifest path, storage URI, and the apply result.
@@ -620,8 +695,23 @@ def deploy(
         if not uri.startswith(REMOTE_SCHEMES):
             log(f"note: storageUri {uri} is local; KServe needs s3://, gs://, pvc:// or https")
         return {**summary, "applied": False}
+    if smoke_check is None:
+        recorded = (
+            None
+            if storage_uri
+            else smoke.registered_example(model_name, version, uri, tracking_uri)
+        )
+        if recorded is None:
+            log(
+                f"note: no example probabilities recorded for {model_name} {version} (an "
+                "explicit storage_uri, or registered before they were): no smoke test after Ready"
+            )
+        else:
+            smoke_check = smoke.v2_smoke_check(*recorded, model_name=manifest["metadata"]["name"])
     api = api or kubernetes_api()
-    result = apply_inference_service(manifest, api, timeout_s=timeout_s, poll_s=poll_s, log=log)
+    result = apply_inference_service(
+        manifest, api, timeout_s=timeout_s, poll_s=poll_s, log=log, smoke_check=smoke_check
+    )
     return {**summary, "applied": True, **result}
 
 

@@ -1,6 +1,10 @@
 """An MLServer runtime for the churn model: MLServer's MLflow runtime plus input validation.
 
-:class:`ValidatingMLflowRuntime` is ``mlserver_mlflow.MLflowRuntime`` with three changes:
+:class:`SafeMLflowRuntime` is ``mlserver_mlflow.MLflowRuntime`` loading the model through
+:mod:`churn_kfp.registry.loading`: skops with the project's trusted types only; a model saved
+with pickle or cloudpickle, or a pyfunc ``python_model``, is refused before anything in it is
+deserialised, and ``MLFLOW_ALLOW_PICKLE_DESERIALIZATION`` is never needed.
+:class:`ValidatingMLflowRuntime` loads that way too, with three more changes:
 
 1. **Every request is checked against the model's MLflow signature before it reaches the
    model.** Missing or extra columns, wrong datatypes, values of the wrong kind, infinite
@@ -37,6 +41,9 @@ environment variable as JSON, both optional):
 - ``inference_threads``: ``n_jobs`` of the model's estimators while serving (default 1,
   see :func:`limit_threads`; 0 keeps the trained value).
 
+Requests of more rows than ``CHURN_SERVE_MAX_ROWS`` (environment, default 10,000) get 422;
+bodies over the byte limit never get here (413, :mod:`churn_kfp.serving.limits`).
+
 KServe runs this class with any MLServer image that has this package installed: set
 ``MLSERVER_MODEL_IMPLEMENTATION=churn_kfp.serving.runtime.ValidatingMLflowRuntime`` (the
 ``kserve-mlserver`` runtime takes it from the InferenceService label ``modelClass``); see
@@ -67,9 +74,12 @@ from mlserver.types import (
     RequestInput,
     ResponseOutput,
 )
+from mlserver.utils import get_model_uri
 from mlserver_mlflow import MLflowRuntime
 
 from churn_kfp.registry.contract import DECISION_OUTPUT, PROBABILITY_OUTPUT, positive_class_proba
+from churn_kfp.registry.loading import load_pyfunc
+from churn_kfp.serving.limits import MAX_ROWS_ENV, RequestLimits
 
 THRESHOLD_KEY = "threshold"
 NON_NULLABLE_KEY = "non_nullable_columns"
@@ -249,6 +259,14 @@ def _decode_column(request_input: RequestInput, spec: ColumnSpec) -> Any:
     if spec.kind == "string":
         return _strings(values, spec)
     if spec.kind in ("double", "float"):
+        if datatype in _INT_DATATYPES:  # whole numbers are fine; 1.5 is not what INT64 says
+            rows = [i for i, v in enumerate(values) if isinstance(v, float) and not v.is_integer()]
+            if rows:
+                raise _bad(
+                    rows,
+                    values,
+                    f"datatype {datatype} declared, but not whole numbers; send {advertised}",
+                )
         return _floats(values, spec, dtype)
     if spec.kind == "boolean":
         return _exact(values, bool, "booleans", dtype)
@@ -366,7 +384,28 @@ def limit_threads(model: Any, threads: int) -> list[str]:
     return changed
 
 
-class ValidatingMLflowRuntime(MLflowRuntime):
+class SafeMLflowRuntime(MLflowRuntime):
+    """MLServer's MLflow runtime, loading the model through the project's safe loader only.
+
+    ``mlflow.pyfunc.load_model`` would follow whatever the model's ``MLmodel`` names (pickle,
+    cloudpickle) and needs ``MLFLOW_ALLOW_PICKLE_DESERIALIZATION`` even for skops; this
+    loads skops models with the trusted types and refuses the rest
+    (:func:`churn_kfp.registry.loading.load_pyfunc`). Everything else is the stock runtime.
+    """
+
+    async def load(self) -> bool:
+        """Loads the model (skops only), then syncs metadata as the stock runtime does."""
+        model_uri = await get_model_uri(self._settings)
+        self._model = await asyncio.to_thread(
+            load_pyfunc, model_uri, model_name=self.name, version=self.version or "?"
+        )
+        self._input_schema = self._model.metadata.get_input_schema()
+        self._signature = self._model.metadata.signature
+        self._sync_metadata()
+        return True
+
+
+class ValidatingMLflowRuntime(SafeMLflowRuntime):
     """MLServer's MLflow runtime with signature validation and a churn-probability response.
 
     See the module docstring for what changes compared with ``mlserver_mlflow.MLflowRuntime``.
@@ -375,6 +414,7 @@ class ValidatingMLflowRuntime(MLflowRuntime):
     async def load(self) -> bool:
         """Loads the MLflow model, then prepares validation, the outputs and the fast path."""
         await super().load()
+        self._limits = RequestLimits.from_env()
         extra = dict((self._settings.parameters and self._settings.parameters.extra) or {})
         metadata = dict(self._model.metadata.metadata or {})
         non_nullable = extra.get(NON_NULLABLE_KEY, metadata.get(NON_NULLABLE_KEY)) or []
@@ -447,6 +487,7 @@ class ValidatingMLflowRuntime(MLflowRuntime):
 
     async def predict(self, payload: InferenceRequest) -> InferenceResponse:
         """Validates the request, scores it and returns P(churn) (+ the decision)."""
+        self._check_rows(payload)
         if self._specs is None:
             output = self._predict_unchecked(payload)
         else:
@@ -473,6 +514,15 @@ class ValidatingMLflowRuntime(MLflowRuntime):
                 )
             )
         return InferenceResponse(model_name=self.name, model_version=self.version, outputs=outputs)
+
+    def _check_rows(self, payload: InferenceRequest) -> None:
+        rows = max((int(i.shape[0]) for i in payload.inputs if i.shape), default=0)
+        if rows > self._limits.max_rows:
+            raise InvalidInputError(
+                f"invalid request for model {self.name}: {rows} rows is over the server's "
+                f"limit of {self._limits.max_rows} rows per request ({MAX_ROWS_ENV}); "
+                "send them in smaller batches"
+            )
 
     def _predict_frame(self, frame: pd.DataFrame) -> Any:
         try:

@@ -3,8 +3,9 @@
 Locally the champion runs in the same server KServe uses for ``modelFormat: mlflow``:
 MLServer with an MLflow runtime, speaking the V2 (Open Inference) protocol. The runtime is
 :class:`churn_kfp.serving.runtime.ValidatingMLflowRuntime` (MLServer's MLflow runtime plus
-input validation and a ``churn_probability`` output); ``runtime=STOCK_RUNTIME`` serves with the
-unmodified ``mlserver_mlflow.MLflowRuntime`` instead.
+input validation and a ``churn_probability`` output); ``runtime=STOCK_RUNTIME`` serves with
+``mlserver_mlflow.MLflowRuntime``'s behaviour instead (only its model loading is replaced by
+the safe loader). Either way only skops models load: others are refused by name.
 
 Server side: :func:`resolve_model` finds a registered version (the champion alias or a given
 version) and a local copy of its artifacts, :func:`write_server_config` writes MLServer's
@@ -35,13 +36,16 @@ from typing import Any
 
 from churn_kfp.core.config import CHAMPION_ALIAS, MODEL_NAME, Settings, apply_runtime_env
 from churn_kfp.registry.contract import THRESHOLD_TAG, parse_threshold
+from churn_kfp.serving.launch import PARENT_FD_ENV
+from churn_kfp.serving.limits import RequestLimits
 
 logger = logging.getLogger(__name__)
 
 VALIDATING_RUNTIME = "churn_kfp.serving.runtime.ValidatingMLflowRuntime"
 """Our runtime: validation, ``churn_probability`` + ``churn`` outputs (the default)."""
-STOCK_RUNTIME = "mlserver_mlflow.MLflowRuntime"
-"""MLServer's MLflow runtime as KServe's ``kserve-mlserver`` runs it for ``mlflow`` models."""
+STOCK_RUNTIME = "churn_kfp.serving.runtime.SafeMLflowRuntime"
+"""MLServer's MLflow runtime as KServe's ``kserve-mlserver`` runs it for ``mlflow`` models,
+except that the model loads through the safe loader (skops only, no pickle flag)."""
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
@@ -64,6 +68,7 @@ class ServedModel:
         threshold: Tuned decision threshold from the version's ``threshold`` tag, if any.
         alias: The alias used to find the version, if any.
         run_id: The MLflow run that logged the model, if known.
+        model_id: The MLflow 3 logged-model id (``m-...``), if known.
     """
 
     name: str
@@ -73,6 +78,7 @@ class ServedModel:
     threshold: float | None = None
     alias: str | None = None
     run_id: str | None = None
+    model_id: str | None = None
 
     @property
     def model_uri(self) -> str:
@@ -90,7 +96,10 @@ def resolve_model(
     """Finds a registered version and a local copy of its artifacts.
 
     Local artifacts (``file://``) are used in place; others are downloaded once into
-    ``$CHURN_HOME/serving/<version>/model`` (a version's artifacts never change).
+    ``$CHURN_HOME/serving/<model name>/<version>/<model id>/model`` (a version's artifacts
+    never change). Either way the ``MLmodel`` file must carry the version's model id, and it
+    must describe a skops model (:func:`churn_kfp.registry.loading.check_model_dir`): a
+    pickled model is refused here, before a server is started.
 
     Args:
         version: Version number; ``None`` means the version the ``alias`` points to.
@@ -102,10 +111,15 @@ def resolve_model(
         The version, its local model directory and its tuned threshold.
 
     Raises:
-        LookupError: No such version or alias (with a hint on how to get one).
+        LookupError: No such version or alias (with a hint on how to get one), or files
+            that are not that version's.
+        UnloadableModelError: Its files are missing, or
+            :class:`~churn_kfp.registry.loading.UnsafeModelError`: not a skops model.
     """
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
+
+    from churn_kfp.registry.loading import check_model_dir
 
     settings = settings or Settings.from_env()
     client = MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri)
@@ -122,7 +136,10 @@ def resolve_model(
             "or pick an existing version with --version / MODEL_VERSION"
         ) from None
     source = client.get_model_version_download_uri(model_name, found.version)
-    model_dir = _local_model_dir(source, settings.home / "serving" / str(found.version))
+    model_id = _registered_model_id(found)
+    cache = serving_dir(settings, model_name, str(found.version)) / (model_id or "no-model-id")
+    model_dir = _local_model_dir(source, cache, model_id)
+    check_model_dir(model_dir, model_name=model_name, version=str(found.version))
     return ServedModel(
         name=model_name,
         version=str(found.version),
@@ -131,20 +148,51 @@ def resolve_model(
         threshold=parse_threshold((found.tags or {}).get(THRESHOLD_TAG)),
         alias=alias if version is None or str(version).strip() == "" else None,
         run_id=found.run_id,
+        model_id=model_id,
     )
 
 
-def _local_model_dir(source: str, cache: Path) -> Path:
+def _registered_model_id(found: Any) -> str | None:
+    """The logged-model id of a version: its ``model_id``, else its ``models:/m-...`` source."""
+    if getattr(found, "model_id", None):
+        return str(found.model_id)
+    source = str(found.source or "")
+    logged = source.removeprefix("models:/")
+    if logged != source and logged.startswith("m-") and "/" not in logged:
+        return logged
+    return None
+
+
+def serving_dir(settings: Settings, model_name: str, version: str) -> Path:
+    """``$CHURN_HOME/serving/<model name>/<version>``: one version's cache, configs, logs."""
+    from urllib.parse import quote
+
+    return settings.home / "serving" / quote(model_name, safe="") / str(version)
+
+
+def _model_id_of(model_dir: Path) -> str | None:
+    import yaml
+
+    try:
+        return (yaml.safe_load((model_dir / "MLmodel").read_text()) or {}).get("model_id")
+    except (OSError, yaml.YAMLError, AttributeError):
+        return None
+
+
+def _local_model_dir(source: str, cache: Path, model_id: str | None = None) -> Path:
     from urllib.parse import unquote, urlparse
 
     parsed = urlparse(source)
     if parsed.scheme in ("", "file"):
         local = Path(unquote(parsed.path) if parsed.scheme else source)
         if (local / "MLmodel").is_file():
+            _check_model_id(local, model_id, source)
             return local
     target = cache / "model"
     if (target / "MLmodel").is_file():
-        return target
+        if model_id is None or _model_id_of(target) == model_id:
+            return target
+        logger.warning("%s holds another model than %s: downloading again", target, model_id)
     import mlflow.artifacts
 
     staging = cache / "download"
@@ -156,10 +204,19 @@ def _local_model_dir(source: str, cache: Path) -> Path:
     )
     if not (downloaded / "MLmodel").is_file():
         raise LookupError(f"{source} holds no MLflow model (no MLmodel file)")
+    _check_model_id(downloaded, model_id, source)
     shutil.rmtree(target, ignore_errors=True)
     downloaded.rename(target)
     shutil.rmtree(staging, ignore_errors=True)
     return target
+
+
+def _check_model_id(model_dir: Path, model_id: str | None, source: str) -> None:
+    found = _model_id_of(model_dir)
+    if model_id is not None and found != model_id:
+        raise LookupError(
+            f"{source} holds model id {found}, but the registry says the version is {model_id}"
+        )
 
 
 def free_port(host: str = DEFAULT_HOST) -> int:
@@ -202,7 +259,8 @@ def write_server_config(
     (``parallel_workers: 0``: with mlserver 1.7.1 here, worker processes die with "no current
     event loop"), logs no line per request (``debug: false``) and has no metrics server
     unless ``metrics_port`` is given. MLServer always starts its gRPC server, hence
-    ``grpc_port``.
+    ``grpc_port``; its messages are capped at the body limit
+    (:class:`~churn_kfp.serving.limits.RequestLimits`).
 
     Args:
         model: The version to serve.
@@ -224,6 +282,7 @@ def write_server_config(
         "host": host,
         "http_port": int(http_port),
         "grpc_port": int(grpc_port),
+        "grpc_max_message_length": RequestLimits.from_env().max_body_bytes,
         "debug": False,
         "parallel_workers": 0,
         "load_models_at_startup": True,
@@ -276,6 +335,8 @@ class RunningServer:
     startup_seconds: float = 0.0
     runtime: str = VALIDATING_RUNTIME
     _log_file: Any = field(default=None, repr=False)
+    _record: Path | None = field(default=None, repr=False)
+    _parent_end: int | None = field(default=None, repr=False)
 
     @property
     def infer_url(self) -> str:
@@ -293,6 +354,12 @@ class RunningServer:
     def stop(self, grace_seconds: float = 10.0) -> int | None:
         """Stops the server: SIGTERM, then SIGKILL after ``grace_seconds``; returns its code."""
         code = stop_process(self.process, grace_seconds)
+        if self._record is not None:
+            self._record.unlink(missing_ok=True)
+            self._record = None
+        if self._parent_end is not None:
+            os.close(self._parent_end)
+            self._parent_end = None
         if self._log_file is not None:
             self._log_file.close()
             self._log_file = None
@@ -300,15 +367,8 @@ class RunningServer:
 
 
 def mlserver_command(config_dir: str | os.PathLike[str]) -> list[str]:
-    """The command line that starts MLServer from this interpreter's environment."""
-    script = Path(sys.executable).with_name("mlserver")
-    if script.is_file():
-        return [str(script), "start", str(config_dir)]
-    found = shutil.which("mlserver")
-    if found:
-        return [found, "start", str(config_dir)]
-    launcher = "import sys; from mlserver.cli import main; sys.argv[0] = 'mlserver'; main()"
-    return [sys.executable, "-c", launcher, "start", str(config_dir)]
+    """The command line that starts MLServer (with the request limits) from this interpreter."""
+    return [sys.executable, "-m", "churn_kfp.serving.launch", "start", str(config_dir)]
 
 
 def start_server(
@@ -324,11 +384,15 @@ def start_server(
     extra: Mapping[str, Any] | None = None,
     timeout: float = READY_TIMEOUT_S,
     env: Mapping[str, str] | None = None,
+    record_dir: str | os.PathLike[str] | None = None,
 ) -> RunningServer:
     """Starts ``mlserver start`` for ``model`` and waits until the model is ready.
 
     The child runs in its own session (Ctrl-C in a terminal reaches only the parent, which
-    then stops it). On any failure the child is stopped before the error propagates.
+    then stops it) and exits when this process dies, even by ``kill -9``: it holds the read
+    end of a pipe only this process can write to, and EOF on it stops the server
+    (:mod:`churn_kfp.serving.launch`). On any failure the child is stopped before the error
+    propagates.
 
     Args:
         model: The version to serve.
@@ -337,12 +401,14 @@ def start_server(
         metrics_port: Prometheus port, or ``None`` for no metrics server.
         host: Address to bind (default loopback only).
         workdir: The config and the log go to ``<workdir>/mlserver-<http_port>/``; default
-            ``$CHURN_HOME/serving/<version>``.
+            :func:`serving_dir` (``$CHURN_HOME/serving/<model name>/<version>``).
         runtime: MLServer runtime class.
         threshold: Decision threshold for the ``churn`` output; default ``model.threshold``.
         extra: More runtime settings (``parameters.extra``).
         timeout: Seconds to wait for readiness.
         env: Extra environment variables for the child.
+        record_dir: Where to record the running server (``<host>-<port>.json``) for
+            :func:`recorded_servers`; the record goes when it is stopped.
 
     Returns:
         The running server.
@@ -355,7 +421,7 @@ def start_server(
     if metrics_port == 0:
         metrics_port = _free_port_except(host, {http_port, grpc_port})
     if workdir is None:
-        workdir = Settings.from_env().home / "serving" / model.version
+        workdir = serving_dir(Settings.from_env(), model.name, model.version)
     base = Path(workdir)
     config_dir = write_server_config(
         model,
@@ -372,16 +438,26 @@ def start_server(
     log_file = open(log_path, "w")  # noqa: SIM115 - closed by RunningServer.stop
     child_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     apply_runtime_env(child_env)  # e.g. OMP_WAIT_POLICY=PASSIVE, as in the image
+    watchdog, parent_end = os.pipe()  # both ends non-inheritable; the child gets `watchdog`
+    child_env[PARENT_FD_ENV] = str(watchdog)
     started = time.monotonic()
-    process = subprocess.Popen(
-        mlserver_command(config_dir),
-        cwd=config_dir,
-        stdout=log_file,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        env=child_env,
-        start_new_session=True,
-    )
+    try:
+        process = subprocess.Popen(
+            mlserver_command(config_dir),
+            cwd=config_dir,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=child_env,
+            start_new_session=True,
+            pass_fds=(watchdog,),
+        )
+    except BaseException:
+        os.close(parent_end)
+        log_file.close()
+        raise
+    finally:
+        os.close(watchdog)
     url_host = "127.0.0.1" if host in ("0.0.0.0", "") else host
     server = RunningServer(
         model=model,
@@ -393,7 +469,10 @@ def start_server(
         metrics_url=f"http://{url_host}:{metrics_port}/metrics" if metrics_port else None,
         runtime=runtime,
         _log_file=log_file,
+        _parent_end=parent_end,
     )
+    if record_dir is not None:
+        server._record = _record_server(server, Path(record_dir), host, http_port)
     try:
         wait_until_ready(server.url, model.name, timeout=timeout, process=process)
     except BaseException as exc:
@@ -499,3 +578,117 @@ def _signal_group(process: subprocess.Popen, sig: int) -> None:
     except (ProcessLookupError, PermissionError):
         with contextlib.suppress(ProcessLookupError):
             process.send_signal(sig)
+
+
+@dataclass(frozen=True)
+class RecordedServer:
+    """A model server an earlier ``churn serve`` started and recorded, still running.
+
+    Attributes:
+        pid: The server's process id.
+        host: Address it binds.
+        port: Its HTTP port.
+        model: Model name.
+        version: Model version.
+        parent_pid: The ``churn serve`` process that started it.
+        parent_alive: Whether that process still runs (if not, the server is stale).
+        started_at: When it was started (ISO 8601).
+    """
+
+    pid: int
+    host: str
+    port: int
+    model: str
+    version: str
+    parent_pid: int
+    parent_alive: bool
+    started_at: str
+
+    def describe(self) -> str:
+        """One line naming the server, who started it and how to stop it."""
+        owner = (
+            f"started by churn serve (pid {self.parent_pid}) at {self.started_at}"
+            if self.parent_alive
+            else f"left behind by a churn serve (pid {self.parent_pid}) that is gone, started "
+            f"at {self.started_at}"
+        )
+        return (
+            f"MLServer pid {self.pid} serving {self.model} version {self.version} on "
+            f"{self.host}:{self.port}, {owner}; stop it with `kill {self.pid}`"
+        )
+
+
+def _record_server(server: RunningServer, record_dir: Path, host: str, port: int) -> Path:
+    import datetime as dt
+
+    record_dir.mkdir(parents=True, exist_ok=True)
+    path = record_dir / f"{host}-{port}.json"
+    record = {
+        "pid": server.process.pid,
+        "host": host,
+        "port": port,
+        "model": server.model.name,
+        "version": server.model.version,
+        "parent_pid": os.getpid(),
+        "config_dir": str(server.config_dir),
+        "started_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    }
+    path.write_text(json.dumps(record, indent=2) + "\n")
+    return path
+
+
+def recorded_servers(record_dir: str | os.PathLike[str]) -> list[RecordedServer]:
+    """Servers recorded in ``record_dir`` that still run; records of dead ones are removed.
+
+    A record counts only while its pid runs the recorded configuration (``/proc`` on Linux),
+    so a recycled pid is not mistaken for the server.
+    """
+    found = []
+    for path in sorted(Path(record_dir).glob("*.json")):
+        try:
+            record = json.loads(path.read_text())
+            pid = int(record["pid"])
+            command = _command_line(pid)
+            running = _alive(pid) and (command is None or record["config_dir"] in command)
+        except (OSError, ValueError, KeyError, TypeError):
+            running = False
+        if not running:
+            path.unlink(missing_ok=True)
+            continue
+        parent = int(record.get("parent_pid", 0))
+        found.append(
+            RecordedServer(
+                pid=pid,
+                host=str(record["host"]),
+                port=int(record["port"]),
+                model=str(record["model"]),
+                version=str(record["version"]),
+                parent_pid=parent,
+                parent_alive=bool(parent) and _alive(parent),
+                started_at=str(record.get("started_at", "?")),
+            )
+        )
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie (exited, not yet reaped) holds no port
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def _command_line(pid: int) -> str | None:
+    """The process's command line (``/proc``), or ``None`` where that is not available."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except FileNotFoundError:
+        return "" if Path("/proc/self").exists() else None
+    except OSError:
+        return None
