@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
+from churn_kfp.core.processes import process_alive
 from churn_kfp.data.landing import LandingZone, LandingZoneBusy, PreconditionFailed
 
 __all__ = ["LOCAL_LOCK_FILE", "LOCK_ENV", "S3_LOCK_KEY", "landing_zone_lock"]
@@ -61,16 +62,6 @@ def _parse(data: bytes) -> dict[str, Any]:
     except ValueError:
         return {}
     return holder if isinstance(holder, dict) else {}
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _nested(current: dict[str, Any]) -> bool:
@@ -160,7 +151,9 @@ def _object_lock(zone: LandingZone, purpose: str) -> Iterator[None]:
             return
         pid = current.get("pid")
         stale = found is None or (
-            current.get("host") == socket.gethostname() and isinstance(pid, int) and not _alive(pid)
+            current.get("host") == socket.gethostname()
+            and isinstance(pid, int)
+            and not process_alive(pid)
         )
         if not stale:
             hint = f"; if that process is gone, delete {zone.uri}/{S3_LOCK_KEY}"

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from churn_kfp.core.config import CHAMPION_ALIAS, MODEL_NAME, Settings, apply_runtime_env
+from churn_kfp.core.processes import process_alive
 from churn_kfp.registry.contract import THRESHOLD_TAG, parse_threshold
 from churn_kfp.serving.launch import PARENT_FD_ENV
 from churn_kfp.serving.limits import RequestLimits
@@ -649,7 +650,7 @@ def recorded_servers(record_dir: str | os.PathLike[str]) -> list[RecordedServer]
             record = json.loads(path.read_text())
             pid = int(record["pid"])
             command = _command_line(pid)
-            running = _alive(pid) and (command is None or record["config_dir"] in command)
+            running = process_alive(pid) and (command is None or record["config_dir"] in command)
         except (OSError, ValueError, KeyError, TypeError):
             running = False
         if not running:
@@ -664,24 +665,11 @@ def recorded_servers(record_dir: str | os.PathLike[str]) -> list[RecordedServer]
                 model=str(record["model"]),
                 version=str(record["version"]),
                 parent_pid=parent,
-                parent_alive=bool(parent) and _alive(parent),
+                parent_alive=bool(parent) and process_alive(parent),
                 started_at=str(record.get("started_at", "?")),
             )
         )
     return found
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie (exited, not yet reaped) holds no port
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True
 
 
 def _command_line(pid: int) -> str | None:
