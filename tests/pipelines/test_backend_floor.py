@@ -13,15 +13,13 @@ from __future__ import annotations
 
 import copy
 import json
-import os
-import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
 import yaml
+from support.throwaway import installed_apart
 
 from churn_kfp.cli.compile import compile_pipelines
 from churn_kfp.core.config import RETRAINING_PIPELINE, TRAINING_PIPELINE
@@ -43,40 +41,7 @@ REQUIREMENTS = (
 @pytest.fixture(scope="session")
 def floor_protos() -> Path:
     """A folder holding only the floor's proto packages and protobuf (installed once)."""
-    root = Path(
-        os.environ.get("CHURN_TEST_CACHE") or Path(tempfile.gettempdir()) / "churn-kfp-test-cache"
-    )
-    target = root / f"kfp-protos-{FLOOR_RELEASE}"
-    if (target / ".complete").is_file():
-        return target
-    root.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix="kfp-protos-", dir=root))
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-            "--no-deps",
-            "--target",
-            str(staging),
-            *REQUIREMENTS,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    if done.returncode != 0:
-        shutil.rmtree(staging, ignore_errors=True)
-        pytest.fail(f"pip could not install {' '.join(REQUIREMENTS)}:\n{done.stderr[-3000:]}")
-    (staging / ".complete").write_text(" ".join(REQUIREMENTS))
-    try:
-        staging.rename(target)
-    except OSError:  # another run finished first: use theirs
-        shutil.rmtree(staging, ignore_errors=True)
-    return target
+    return installed_apart(f"kfp-protos-{FLOOR_RELEASE}", REQUIREMENTS, no_deps=True)
 
 
 @pytest.fixture(scope="module")

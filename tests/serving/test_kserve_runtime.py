@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from support.throwaway import installed_apart
 
 from churn_kfp.serving import client as serving_client
 from churn_kfp.serving import deploy, smoke
@@ -60,22 +61,9 @@ def one(docs, kind, name=None):
 
 
 @pytest.fixture(scope="module")
-def kserve_storage(tmp_path_factory) -> Path:
+def kserve_storage() -> Path:
     """``kserve-storage`` and its requirements in a folder of their own (not our venv)."""
-    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
-    target = cache / "churn-kfp-tests" / KSERVE_STORAGE.replace("==", "-")
-    if not (target / "kserve_storage").is_dir():
-        result = subprocess.run(
-            [sys.executable, "-m", "pip", "install", "--quiet", "--target", str(target)]
-            + ["--disable-pip-version-check", KSERVE_STORAGE],
-            capture_output=True,
-            text=True,
-            timeout=600,
-            check=False,
-        )
-        if result.returncode != 0:
-            pytest.fail(f"cannot install {KSERVE_STORAGE} into {target}:\n{result.stderr[-2000:]}")
-    return target
+    return installed_apart(KSERVE_STORAGE.replace("==", "-"), [KSERVE_STORAGE])
 
 
 def storage_initializer_env(secret: dict, endpoint: str, keys: dict[str, str]) -> dict[str, str]:
