@@ -16,6 +16,8 @@ from support.cluster import CONNECTION_ENV
 
 from churn_kfp.core.config import TRAINING_PIPELINE
 
+pytestmark = pytest.mark.slow  # each test runs make, which compiles in fresh processes
+
 REPO = Path(__file__).resolve().parents[2]
 API = "/apis/v2beta1"
 

@@ -113,3 +113,54 @@ def test_skips_are_recorded(zone_with_months):
     assert record["status"] == "skipped" and record["reason"] == "no new data"
     assert state.read_json(zone, state.run_key("t2")) == record
     assert state.read_json(zone, state.LAST_SKIP_KEY) == record
+
+
+def _commit(zone, tmp_path, tx, run_tag="t1"):
+    folder, _ = _monitoring_dir(tmp_path, tx)
+    plan = _plan(zone, "2025-02")
+    return plan, lambda: finalize.finalize(
+        zone=zone,
+        plan=plan,
+        monitoring_dir=str(folder),
+        decision={"retrain": False, "reasons": []},
+        registration=None,
+        run_info={"pipeline": "churn-retraining", "run_tag": run_tag},
+    )
+
+
+def test_a_run_that_crashes_at_the_commit_leaves_its_period_pending(tmp_path, tx, zone_with_months):
+    zone = zone_with_months([2, 3])
+    plan, commit = _commit(zone, tmp_path, tx)
+    # a directory where the ledger goes: the real write at the commit point fails
+    blocker = tmp_path / "zone" / ledger.LEDGER_KEY
+    blocker.mkdir(parents=True)
+    with pytest.raises(IsADirectoryError):
+        commit()
+    assert state.read_json(zone, state.period_key("2025-02"))["status"] == "succeeded"
+    assert iso_date(period_cutoff("2025-02")) in state.prediction_index(zone)
+    assert state.read_json(zone, state.run_key("t1")) is None
+    blocker.rmdir()
+    retry = plan_period(zone, champion_covered=None)
+    assert retry.has_new and retry.period == "2025-02" and retry.partitions == plan.partitions
+    state.refuse_reprocessing(zone, retry)  # not committed: the retry redoes it
+    commit()
+    assert [p.period for p in ledger.pending_partitions(zone)] == ["2025-03"]
+
+
+def test_a_lost_ledger_does_not_reprocess_a_committed_period(tmp_path, tx, zone_with_months):
+    zone = zone_with_months([2, 3])
+    _, commit = _commit(zone, tmp_path, tx)
+    commit()
+    predictions_before = state.read_predictions(zone)
+    (tmp_path / "zone" / ledger.LEDGER_KEY).unlink()
+    again = plan_period(zone, champion_covered=None)
+    assert again.period == "2025-02"  # the ledger alone no longer knows it was done
+    with pytest.raises(ledger.LedgerError) as excinfo:
+        state.refuse_reprocessing(zone, again)
+    message = str(excinfo.value)
+    assert "period 2025-02 was already processed by run t1" in message
+    assert f"{tmp_path / 'zone'}/state/ledger.json does not list it" in message
+    assert "--reprocess" in message
+    pd.testing.assert_frame_equal(state.read_predictions(zone), predictions_before)
+    # the next period, never committed, is not refused
+    state.refuse_reprocessing(zone, plan_period(zone, None, requested="2025-03"))

@@ -60,3 +60,31 @@ def test_racing_runs_do_not_lose_updates(tmp_path):
     done, _ = ledger.read_ledger(LocalLandingZone(tmp_path))
     assert len(done) == len(months)
     assert ledger.pending_partitions(LocalLandingZone(tmp_path)) == []
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        (b'{"partitions": {"raw/sales/year=2025/month=01/x.csv": {"per', "not valid JSON"),
+        (b"[]", "found list '[]'"),
+        (b"{}", "found dict '{}'"),
+        (b'{"partitions": ["raw/sales/x.csv"]}', "found dict"),
+        (b"\xff\xfe\x00garbage", "not valid JSON"),
+    ],
+    ids=["truncated", "list", "empty-object", "wrong-shape", "binary"],
+)
+def test_a_corrupted_ledger_names_the_file_and_the_repair(tmp_path, content, problem):
+    zone = _zone_with_months(tmp_path, [1])
+    zone.write_bytes(ledger.LEDGER_KEY, content)
+    for read in (
+        lambda: ledger.read_ledger(zone),
+        lambda: ledger.pending_partitions(zone),
+        lambda: ledger.mark_processed(zone, [], run_id="r"),
+    ):
+        with pytest.raises(ledger.LedgerError) as excinfo:
+            read()
+        message = str(excinfo.value)
+        assert f"{tmp_path}/state/ledger.json is corrupted" in message
+        assert problem in message
+        assert "Restore it from a backup" in message
+    assert zone.read_bytes(ledger.LEDGER_KEY) == content  # nothing overwritten

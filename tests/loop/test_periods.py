@@ -49,14 +49,6 @@ def test_ledger_drives_the_next_period_and_a_second_run_skips(zone_with_months):
     assert not missing.has_new and "no data" in missing.reason
 
 
-def test_a_crashed_run_leaves_its_period_pending(zone_with_months):
-    zone = zone_with_months(range(1, 6))
-    plan = plan_period(zone, champion_covered="2025-04")
-    # ... the run fails before finalize marks the ledger ...
-    retry = plan_period(zone, champion_covered="2025-04")
-    assert retry == plan
-
-
 def test_late_partitions_never_reopen_a_processed_period(zone_with_months):
     zone = zone_with_months(range(1, 6))
     _mark(zone, range(1, 6))

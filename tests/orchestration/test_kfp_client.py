@@ -3,6 +3,9 @@
 The stand-in (tests/support/stand_ins.py) is not the real KFP API server: it implements
 the endpoints these commands call, with the real request/response shapes, and records
 every request. The commands run through the real ``kfp.Client``.
+
+Slow as a whole (``make test`` runs it, ``make test-fast`` does not): most tests compile
+both pipelines for the test image in a fresh process, several seconds each.
 """
 
 import socket
@@ -10,39 +13,34 @@ import time
 
 import pytest
 import yaml
-from kfp import dsl
 from stand_ins import HttpError
 
 from churn_kfp.cli.main import main
-from churn_kfp.components._base import churn_component
 from churn_kfp.core.config import RETRAINING_PIPELINE, TRAINING_PIPELINE
-from churn_kfp.orchestration import cron, kfp_client
+from churn_kfp.orchestration import kfp_client
 from churn_kfp.pipelines import registry
+
+pytestmark = pytest.mark.slow
 
 API = "/apis/v2beta1"
 
 
-@churn_component
-def _retraining_step(months: int) -> str:
-    return str(months)
-
-
-@dsl.pipeline(name=RETRAINING_PIPELINE)
-def _retraining_test_double(months: int = 1, landing_zone: str = "") -> str:
-    """TEST DOUBLE used only until the real retraining pipeline is in the registry."""
-    return _retraining_step(months=months).output
+TEST_IMAGE = "registry.example/ml/churn-kfp:test"
 
 
 @pytest.fixture
 def env(clean_kfp_env):
-    """Clean connection env; a retraining pipeline exists (the real one, else a test double)."""
-    if RETRAINING_PIPELINE not in registry.PIPELINES:
-        clean_kfp_env.setattr(
-            registry,
-            "PIPELINES",
-            {**registry.PIPELINES, RETRAINING_PIPELINE: _retraining_test_double},
-        )
+    """Clean connection env and a published-looking image."""
+    clean_kfp_env.setenv("CHURN_IMAGE", TEST_IMAGE)
     return clean_kfp_env
+
+
+def test_the_real_pipelines_are_registered():
+    from churn_kfp.pipelines.retraining import retraining_pipeline
+    from churn_kfp.pipelines.training import training_pipeline
+
+    assert registry.PIPELINES[TRAINING_PIPELINE] is training_pipeline
+    assert registry.PIPELINES[RETRAINING_PIPELINE] is retraining_pipeline
 
 
 def _docs(data: bytes | str) -> list:
@@ -62,52 +60,6 @@ def _free_port() -> int:
 
 
 # --------------------------------------------------------------------------- cron
-
-
-@pytest.mark.parametrize(
-    ("typed", "sent"),
-    [
-        ("0 6 1 * *", "0 0 6 1 * *"),  # monthly on the 1st at 06:00
-        ("0 10 * * *", "0 0 10 * * *"),  # daily 10:00 (as 5 fields KFP would run it hourly)
-        ("*/15 * * * *", "0 */15 * * * *"),
-        ("30 2 * * 1-5", "0 30 2 * * 1-5"),
-        ("0 0 1 JAN,JUL *", "0 0 0 1 JAN,JUL *"),
-        ("0 6 * * 7", "0 0 6 * * 0"),  # crontab's Sunday=7 -> 0
-        ("0 6 * * 5-7", "0 0 6 * * 5-6,0"),
-        ("  0   6 1 * *  ", "0 0 6 1 * *"),
-        ("@monthly", "0 0 0 1 * *"),
-        ("@daily", "0 0 0 * * *"),
-        ("0 0 6 1 * *", "0 0 6 1 * *"),  # six fields are taken as they are
-        ("15 30 2 ? * MON-FRI", "15 30 2 ? * MON-FRI"),
-    ],
-)
-def test_cron_is_converted_to_six_fields(typed, sent):
-    assert cron.to_kfp_cron(typed) == sent
-    assert len(sent.split()) == 6
-
-
-@pytest.mark.parametrize(
-    ("typed", "says"),
-    [
-        ("", "empty"),
-        ("0 6 1 *", "4 fields"),
-        ("0 0 6 1 * * 2027", "7 fields"),
-        ("61 * * * *", "outside 0-59"),
-        ("0 24 * * *", "outside 0-23"),
-        ("0 6 32 * *", "outside 1-31"),
-        ("0 6 1 13 *", "outside 1-12"),
-        ("a b c d e", "not a number"),
-        ("0 6 L * *", "L/W/#"),
-        ("5-1 * * * *", "backwards"),
-        ("*/0 * * * *", "positive"),
-        ("* * * * * *", "every few seconds"),
-        ("@every 1h", "descriptor"),
-        ("0 6 ? * * *", "only allowed in day fields"),
-    ],
-)
-def test_malformed_cron_is_rejected(typed, says):
-    with pytest.raises(cron.CronError, match=says):
-        cron.to_kfp_cron(typed)
 
 
 def test_schedule_rejects_malformed_cron_before_any_request(env, kfp_server, capsys):
@@ -401,3 +353,148 @@ def test_schedule_of_an_unknown_pipeline_is_clear(env, kfp_server, capsys, tmp_p
     code, _, err = _schedule(capsys, kfp_server, tmp_path, "0 6 1 * *", "--pipeline", "nope")
     assert code == 2
     assert "pipeline nope is not defined" in err
+
+
+# --------------------------------------------------------------------------- floor + image
+
+
+def _upload_training(capsys, host: str, tmp_path, *extra: str) -> tuple[int, str, str]:
+    """``churn submit`` of the training pipeline, upload only."""
+    return _cli(
+        capsys,
+        "submit",
+        "--host",
+        host,
+        "--pipeline",
+        TRAINING_PIPELINE,
+        "--upload-only",
+        "--out-dir",
+        str(tmp_path),
+        *extra,
+    )
+
+
+def _uploaded_images(server) -> set[str]:
+    (upload,) = server.calls("POST", f"{API}/pipelines/upload")
+    spec = _docs(upload.files["uploadfile"])[0]
+    return {e["container"]["image"] for e in spec["deploymentSpec"]["executors"].values()}
+
+
+def test_placeholder_image_is_refused_before_the_server_is_contacted(
+    env, kfp_server, capsys, tmp_path
+):
+    env.delenv("CHURN_IMAGE")
+    code, out, err = _cli(capsys, "submit", "--host", kfp_server.url, "--out-dir", str(tmp_path))
+    assert code == 2
+    assert "placeholder image ghcr.io/churn-kfp/churn-kfp:" in err
+    assert "make images" in err and "--image" in err
+    assert kfp_server.requests == []
+    assert not list(tmp_path.iterdir())  # not even compiled
+
+    code, _, err = _cli(
+        capsys,
+        "schedule",
+        "--cron",
+        "0 6 1 * *",
+        "--host",
+        kfp_server.url,
+        "--out-dir",
+        str(tmp_path),
+    )
+    assert code == 2 and "placeholder image" in err
+    assert kfp_server.requests == []
+
+
+@pytest.mark.parametrize("command", [["submit"], ["schedule", "--cron", "0 6 1 * *"]])
+def test_backend_older_than_the_floor_is_refused_and_the_floor_named(
+    env, make_kfp_server, capsys, tmp_path, command
+):
+    server = make_kfp_server(tag_name="2.5.0")  # what Kubeflow 1.10 ships
+    code, _, err = _cli(capsys, *command, "--host", server.url, "--out-dir", str(tmp_path))
+    assert code == 1
+    assert "KFP backend 2.5.0, older than 2.16" in err and "26.03" in err
+    assert [r.path for r in server.requests] == [f"{API}/healthz"]
+
+
+def test_backend_without_a_version_gets_a_warning_not_a_refusal(
+    env, make_kfp_server, capsys, tmp_path
+):
+    server = make_kfp_server(tag_name="unknown")
+    code, _, err = _upload_training(capsys, server.url, tmp_path)
+    assert code == 0, err
+    assert "does not report its KFP version" in err and "2.16 or newer" in err
+
+
+@pytest.mark.parametrize(
+    ("tag", "version", "allowed"),
+    [
+        ("2.16.0", (2, 16, 0), True),
+        ("v2.17.1", (2, 17, 1), True),
+        ("3.0", (3, 0), True),
+        ("2.15.2", (2, 15, 2), False),
+        ("2.5.0", (2, 5, 0), False),
+        ("1.8.5", (1, 8, 5), False),
+    ],
+)
+def test_backend_version_is_read_from_healthz_tag_name(tag, version, allowed):
+    health = {"commit_sha": "abc", "tag_name": tag, "multi_user": False}
+    assert kfp_client.backend_version(health) == version
+    if allowed:
+        assert kfp_client.require_backend_floor(health, "http://kfp") is None
+    else:
+        with pytest.raises(kfp_client.KfpBackendTooOldError, match="older than 2.16"):
+            kfp_client.require_backend_floor(health, "http://kfp")
+
+
+@pytest.mark.parametrize("health", [{}, {"tag_name": "unknown"}, {"tag_name": "dev"}])
+def test_unreported_versions_are_none(health):
+    assert kfp_client.backend_version(health) is None
+
+
+def test_image_flag_is_what_runs_pinned_by_digest(env, kfp_server, capsys, tmp_path):
+    pinned = "registry.example/ml/churn-kfp@sha256:" + "ab" * 32
+    code, out, err = _upload_training(capsys, kfp_server.url, tmp_path, "--image", pinned)
+    assert code == 0, err
+    assert f"components run in image {pinned}" in out
+    assert _uploaded_images(kfp_server) == {pinned}
+
+
+def test_image_from_the_environment_is_what_runs(env, kfp_server, capsys, tmp_path):
+    code, _, err = _upload_training(capsys, kfp_server.url, tmp_path)
+    assert code == 0, err
+    assert _uploaded_images(kfp_server) == {TEST_IMAGE}
+
+
+@pytest.mark.parametrize("how", ["flag", "env"])
+def test_the_bearer_token_given_is_sent_on_every_request(
+    env, make_kfp_server, capsys, tmp_path, how
+):
+    server = make_kfp_server(multi_user=True, token="tok-for-pipelines.kubeflow.org")
+    given = ["--token", server.token] if how == "flag" else []
+    if how == "env":
+        env.setenv("KFP_TOKEN", server.token)
+    code, out, err = _cli(
+        capsys,
+        "submit",
+        "--host",
+        server.url,
+        "--namespace",
+        "team-churn",
+        "--pipeline",
+        TRAINING_PIPELINE,
+        *given,
+        "--out-dir",
+        str(tmp_path),
+    )
+    assert code == 0, err
+    assert server.token not in out + err  # never printed
+    assert ("auth --token" if how == "flag" else "auth KFP_TOKEN") in out
+    assert len(server.requests) > 3
+    assert {r.headers["authorization"] for r in server.requests} == {f"Bearer {server.token}"}
+
+
+def test_token_help_names_the_kfp_api_audience(env, make_kfp_server, capsys, tmp_path):
+    server = make_kfp_server(multi_user=True, token="s3cret")
+    code, _, err = _cli(capsys, "submit", "--host", server.url, "--out-dir", str(tmp_path))
+    assert code == 2
+    assert "--audience=pipelines.kubeflow.org" in err

@@ -1,3 +1,7 @@
+import logging
+
+import pytest
+
 from churn_kfp.orchestration.localrun import PipelineRunError, _Tee, error_from_log
 
 
@@ -51,3 +55,37 @@ def test_quiet_tee_with_progress_prints_one_line_per_finished_task(capsys):
 def test_failure_without_a_cause_points_at_the_task_logs(tmp_path):
     err = PipelineRunError("churn-training", None, None, tmp_path / "run.log")
     assert f"see the task logs in {tmp_path / 'run.log'}" in str(err)
+
+
+@pytest.mark.pipeline
+def test_parallel_tasks_leave_no_logger_writing_to_the_closed_task_log(
+    tmp_path, capfd, monkeypatch
+):
+    """kfp.local's parallel tasks swap the root logger's handlers racily; run_locally gives
+    the root logger its own handlers back (mutation: without that, one bound to the closed
+    task log is left and the next log record prints "--- Logging error ---")."""
+    from kfp import dsl
+
+    from churn_kfp.core.config import Settings
+    from churn_kfp.orchestration.localrun import run_locally
+
+    @dsl.component(base_image="python:3.11")
+    def echo(item: int) -> int:
+        print("item", item)
+        return item
+
+    @dsl.pipeline(name="parallel-echo")
+    def parallel_echo():
+        with dsl.ParallelFor([1, 2, 3, 4]) as item:
+            echo(item=item)
+
+    root = logging.getLogger()
+    before = root.handlers[:], root.level
+    settings = Settings.from_env({"CHURN_HOME": str(tmp_path / "home")})
+    for name in ("CHURN_HOME", "CHURN_LANDING_ZONE", "MLFLOW_TRACKING_URI", "CHURN_ARTIFACT_ROOT"):
+        monkeypatch.setenv(name, "")  # run_locally exports these; given back after the test
+    for _ in range(2):  # the second run logs through whatever the first one left
+        run_locally(parallel_echo, {}, settings, quiet=True)
+        assert (root.handlers, root.level) == before
+        logging.getLogger("churn_kfp.test").warning("after the run")
+    assert "Logging error" not in capfd.readouterr().err

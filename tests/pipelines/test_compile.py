@@ -166,3 +166,56 @@ def test_component_defaults_agree_with_the_protocol():
     assert default(build_features, "test_cutoff") == PROTOCOL.test_cutoff
     assert default(build_features, "cutoff_spacing") == PROTOCOL.cutoff_spacing
     assert default(generate_data, "seed") == PROTOCOL.seed
+
+
+@pytest.mark.parametrize("pipeline", [TRAINING_PIPELINE, RETRAINING_PIPELINE])
+def test_on_a_cluster_the_pipelines_deploy_what_they_promote(compiled, pipeline):
+    spec = _spec(compiled[pipeline])
+    defaults = _defaults(spec)
+    assert defaults["deploy_mode"] == "cluster"
+    assert defaults["canary_percent"] == 0.0
+    tasks = dict(_tasks(spec))
+    for name, wired in (("train-and-register", "deploy_mode"), ("deploy-model", "mode")):
+        parameters = tasks[name]["inputs"]["parameters"]
+        assert _input_of(parameters[wired]) == "deploy_mode", name
+        assert _input_of(parameters["canary_percent"]) == "canary_percent", name
+
+
+def _input_of(parameter: dict) -> str:
+    """The pipeline input a task parameter reads (KFP renames it inside conditions)."""
+    return parameter["componentInputParameter"].removeprefix("pipelinechannel--")
+
+
+def test_the_generator_runs_only_when_asked(compiled):
+    spec = _spec(compiled[TRAINING_PIPELINE])
+    assert _defaults(spec)["generate"] is False
+    generate = dict(_tasks(spec))["generate-data"]["inputs"]["parameters"]["enabled"]
+    assert generate == {"componentInputParameter": "generate"}
+
+
+def test_local_runs_keep_their_local_defaults():
+    from churn_kfp.orchestration.localrun import LOCAL_DEFAULTS, local_arguments
+    from churn_kfp.pipelines.retraining import retraining_pipeline
+    from churn_kfp.pipelines.training import training_pipeline
+
+    assert LOCAL_DEFAULTS == {"deploy_mode": "local", "generate": True}
+    assert local_arguments(training_pipeline, {"seed": 1}) == {
+        "deploy_mode": "local",
+        "generate": True,
+        "seed": 1,
+    }
+    given = {"generate": False, "deploy_mode": "cluster"}
+    assert local_arguments(training_pipeline, given) == given
+    # the retraining pipeline has no generator: only what it takes is filled in
+    assert local_arguments(retraining_pipeline, {}) == {"deploy_mode": "local"}
+
+
+@pytest.mark.slow  # compiles both pipelines in a fresh process
+def test_an_image_named_after_the_components_were_imported_still_reaches_the_yaml(tmp_path):
+    """The image is fixed at import: naming another one compiles in a fresh process."""
+    pinned = "registry.example/ml/churn-kfp@sha256:" + "e1" * 32
+    assert component_image() != pinned  # this process imported the components with another
+    paths = compile_pipelines(tmp_path, pinned)
+    for path in paths:
+        images = {e["container"]["image"] for e in _executors(_spec(path)).values()}
+        assert images == {pinned}, path.name

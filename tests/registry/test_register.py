@@ -18,9 +18,11 @@ import tempfile
 from pathlib import Path
 from urllib.parse import urlparse
 
+import mlflow
 import numpy as np
 import pandas as pd
 import pytest
+from mlflow import MlflowClient
 from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
@@ -33,9 +35,6 @@ from churn_kfp.registry import register as registry
 from churn_kfp.registry.champion import champion, load_champion
 from churn_kfp.registry.contract import MissingInputColumnsError
 from churn_kfp.registry.gate import GateConfig, metric_value
-
-mlflow = pytest.importorskip("mlflow")
-from mlflow import MlflowClient  # noqa: E402
 
 # MLflow's SQL store triggers a SQLAlchemy deprecation warning of its own; nothing to act on.
 pytestmark = pytest.mark.filterwarnings("ignore:The ``noload`` loader strategy:DeprecationWarning")
@@ -337,7 +336,7 @@ def test_artifact_uri_exists_on_disk(first, tracking):
 
 
 def test_signature_has_the_feature_columns_only(first):
-    model = mlflow.pyfunc.load_model(first["model_uri"])
+    model = load_champion("churn-first").model
     signature = model.metadata.signature
     assert signature is not None
     assert signature.inputs.input_names() == NUMERIC + CATEGORICAL  # no id, split or label
@@ -358,13 +357,12 @@ def test_loaded_pyfunc_matches_in_memory_predict_proba(kind, tracking, models, d
         model_name=f"churn-roundtrip-{kind}",
     )
     _, test = data
-    loaded = mlflow.pyfunc.load_model(result.model_uri)
-    served = loaded.predict(test[NUMERIC + CATEGORICAL])
+    registry.promote(result.version, f"churn-roundtrip-{kind}", reason="test")
+    loaded = load_champion(f"churn-roundtrip-{kind}")
+    served = loaded.model.predict(test[NUMERIC + CATEGORICAL])  # the pyfunc, as served
     expected = pipeline.predict_proba(test[NUMERIC + CATEGORICAL])
     assert isinstance(served, np.ndarray) and served.shape == (len(test), 2)
     np.testing.assert_allclose(served, expected, rtol=0, atol=1e-9)
-    registry.promote(result.version, f"churn-roundtrip-{kind}", reason="test")
-    loaded = load_champion(f"churn-roundtrip-{kind}")
     assert loaded.version == result.version and loaded.threshold == 0.5
     proba = loaded.score(test)  # extra columns are left out
     np.testing.assert_allclose(proba, expected[:, 1], rtol=0, atol=1e-9)
@@ -429,7 +427,7 @@ def test_gate_failure_leaves_the_alias_even_for_a_better_model(tracking, models,
 
 
 @pytest.mark.parametrize("target", ["load_version", "compare_with_champion", "_record_decision"])
-def test_exception_before_promotion_leaves_the_alias(
+def test_exception_before_promotion_leaves_the_alias_and_deletes_the_version(
     target, tracking, models, data, tmp_path, monkeypatch
 ):
     name = f"churn-crash-{target.strip('_')}"
@@ -442,8 +440,15 @@ def test_exception_before_promotion_leaves_the_alias(
     with pytest.raises(RuntimeError, match="injected failure"):
         decide(models["good"], data, tmp_path, name)
     client = MlflowClient()
-    assert client.get_model_version(name, "2")  # registered ...
-    assert alias_version(name) == "1"  # ... but not promoted
+    # A failed run registers nothing: version 2 was deleted again, its run says why.
+    assert [str(v.version) for v in client.search_model_versions(f"name='{name}'")] == ["1"]
+    assert alias_version(name) == "1"
+    failed = client.search_runs(
+        [tracking["experiment"]], f"tags.registered_version = '2' and tags.model_name = '{name}'"
+    )
+    assert [r.data.tags.get("registration_failed") for r in failed] == [
+        "RuntimeError: injected failure"
+    ]
     if target == "_record_decision":  # the last step before promote: a retry recovers
         monkeypatch.undo()
         third = decide(models["good"], data, tmp_path, name)
@@ -502,3 +507,58 @@ def test_the_champion_version_holds_the_alias_and_its_run_the_metrics(first):
     assert version.tags["git_commit"] == LINEAGE["git_commit"]
     run = client.get_run(version.run_id)
     assert math.isclose(run.data.metrics["test.f1"], first["candidate_metric"])
+
+
+# ------------------------------------------------------------- unusable or hostile champions
+
+
+def test_unloadable_champion_counts_as_no_champion(tracking, models, data, tmp_path):
+    """The champion's model.skops is gone: the candidate is judged by the gate alone."""
+    name = "churn-unloadable"
+    first = decide(models["good"], data, tmp_path, name)
+    skops_file = Path(urlparse(first["artifact_uri"]).path) / "model.skops"
+    skops_file.unlink()
+    second = decide(models["bad"], data, tmp_path, name)  # worse, but the gate is open
+    assert second["promoted"] is True and alias_version(name) == "2"
+    assert second["champion_metric"] is None
+    assert second["decision_reason"].startswith("no usable champion, judged by the gate alone")
+    assert f"'{name}' version 1" in second["decision_reason"]
+    assert "model.skops is missing" in second["decision_reason"]
+    tags = MlflowClient().get_model_version(name, "2").tags
+    assert tags["decision.reason"] == second["decision_reason"]
+    strict = decide(models["good"], data, tmp_path, name, gate=GateConfig(min_f1=0.99))
+    assert strict["promoted"] is False  # the gate still applies
+
+
+@pytest.mark.parametrize("kind", ["cloudpickle", "python_model"])
+def test_pickled_champion_is_refused_and_never_unpickled(kind, tracking, models, data, tmp_path):
+    """Champion scoring (the register step of `churn run`) and `load_champion` (the
+    retraining loop's monitoring and finalize steps) refuse it by name."""
+    from support.hostile_model import log_hostile_version
+
+    from churn_kfp.registry.loading import UnsafeModelError
+
+    name = f"churn-hostile-{kind.replace('_', '-')}"
+    marker = tmp_path / "marker"
+    version = log_hostile_version(name, marker, kind=kind, champion=True)
+    with pytest.raises(UnsafeModelError, match=f"'{name}' version {version}"):
+        load_champion(name)
+    result = decide(models["good"], data, tmp_path, name)
+    assert f"'{name}' version {version}" in result["decision_reason"]
+    assert ("cloudpickle" if kind == "cloudpickle" else "python_model") in result["decision_reason"]
+    assert result["promoted"] is True and alias_version(name) == result["model_version"]
+    assert not marker.exists()
+
+
+def test_example_probabilities_are_recorded_for_the_deploy_smoke_test(first, models, tracking):
+    """The deploy step compares the served P(churn) of the logged input example with these."""
+    from churn_kfp.serving.deploy import resolve_storage_uri
+    from churn_kfp.serving.smoke import registered_example
+
+    location = resolve_storage_uri("churn-first", first["model_version"], tracking["uri"])
+    recorded = registered_example("churn-first", first["model_version"], location, tracking["uri"])
+    assert recorded is not None
+    example, probabilities = recorded
+    expected = models["good"].predict_proba(example[NUMERIC + CATEGORICAL])[:, 1]
+    assert len(example) == len(probabilities) > 0
+    np.testing.assert_allclose(probabilities, expected, rtol=0, atol=1e-9)

@@ -119,3 +119,16 @@ def test_retraining_summary_of_a_skipped_and_of_a_retraining_run():
     assert "retrained because: F1 below 0.8" in text
     assert "challenger version 2: promoted (better)" in text
     assert "alert [degradation] F1 fell" in text
+
+
+def test_reprocess_reaches_the_retraining_pipeline_and_defaults_to_off():
+    from churn_kfp.cli.main import build_parser
+    from churn_kfp.core.protocol import RETRAINING_PROTOCOL
+    from churn_kfp.pipelines.retraining import retraining_pipeline
+    from churn_kfp.runs.retraining import retraining_arguments
+
+    assert build_parser().parse_args(["retrain", "--reprocess"]).reprocess is True
+    assert build_parser().parse_args(["retrain"]).reprocess is False
+    assert retraining_arguments(RETRAINING_PROTOCOL, reprocess=True)["reprocess"] is True
+    parameter = retraining_pipeline.component_spec.inputs["reprocess"]
+    assert parameter.default is False

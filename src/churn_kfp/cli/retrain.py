@@ -6,17 +6,25 @@ import argparse
 import sys
 
 from churn_kfp.cli.options import add_protocol_options, protocol_from_args
-from churn_kfp.core.config import MODEL_NAME, Settings
-from churn_kfp.core.protocol import RETRAINING_PROTOCOL, SIMULATION_PROTOCOL, Protocol
+from churn_kfp.core.config import MODEL_NAME, RETRAINING_PIPELINE, Settings
+from churn_kfp.core.protocol import (
+    POLICY_PARAMETERS,
+    RETRAINING_PROTOCOL,
+    SIMULATION_PROTOCOL,
+    Protocol,
+)
+from churn_kfp.runs.simulation import DRIFT_FROM, INITIAL_MONTHS, MONTHS
 
 
 def _handle_retrain(args: argparse.Namespace) -> int:
+    from churn_kfp.data.staging import sigterm_as_interrupt
     from churn_kfp.orchestration.localrun import PipelineRunError
     from churn_kfp.runs.retraining import (
         format_retraining_summary,
         retraining_arguments,
         run_retraining,
     )
+    from churn_kfp.runs.summary import record_interruption
 
     settings = Settings.from_env()
     arguments = retraining_arguments(
@@ -26,12 +34,17 @@ def _handle_retrain(args: argparse.Namespace) -> int:
         period=args.period or "",
         retraining_enabled=not args.no_retrain,
         force=args.force,
+        reprocess=args.reprocess,
         drift_columns=args.drift_columns,
         webhook_url=args.webhook_url,
     )
     while True:
         try:
-            result = run_retraining(arguments, settings, quiet=args.quiet, progress=True)
+            with sigterm_as_interrupt():
+                result = run_retraining(arguments, settings, quiet=args.quiet, progress=True)
+        except KeyboardInterrupt as exc:
+            record_interruption(settings, RETRAINING_PIPELINE, exc)
+            raise
         except PipelineRunError as exc:
             print(f"\nerror: {exc}", file=sys.stderr)
             print(
@@ -77,9 +90,11 @@ def _handle_simulate(args: argparse.Namespace) -> int:
 
 def _add_loop_options(parser: argparse.ArgumentParser, command: str, defaults: Protocol) -> None:
     policy = parser.add_argument_group("retraining policy")
-    add_protocol_options(policy, command, ["retrain_threshold", "drift_threshold"], defaults)
+    add_protocol_options(policy, command, list(POLICY_PARAMETERS), defaults)
     model = parser.add_argument_group("training of challengers")
-    add_protocol_options(model, command, ["n_train_cutoffs", "n_iter"], defaults)
+    add_protocol_options(
+        model, command, ["n_train_cutoffs", "n_iter", "validation_folds"], defaults
+    )
 
 
 def register(subparsers) -> None:
@@ -97,6 +112,12 @@ def register(subparsers) -> None:
     )
     parser.add_argument("--period", default="", help="process this month YYYY-MM")
     parser.add_argument("--force", action="store_true", help="retrain whatever the signals say")
+    parser.add_argument(
+        "--reprocess",
+        action="store_true",
+        help="process a period again that a run already committed but the ledger "
+        "(state/ledger.json) does not list, e.g. after the ledger was lost; refused otherwise",
+    )
     parser.add_argument(
         "--no-retrain", action="store_true", help="frozen policy: monitor but never retrain"
     )
@@ -138,18 +159,24 @@ def register(subparsers) -> None:
 
     sim = subparsers.add_parser(
         "simulate",
-        help="replay months of data: retraining vs a frozen model, side by side",
+        help="replay months of data: retraining vs a frozen model vs no drift, side by side",
         description="Generate synthetic data with drift once, train on the first months, "
-        "then run the retraining pipeline month by month for two policies on the same data "
-        "(retraining enabled vs the frozen first model), each in its own landing zone and "
+        "then run the retraining pipeline month by month for three arms: retraining enabled "
+        "and the frozen first model on the drifting data, and retraining on the same world "
+        "without drift (its retrains are false alarms), each in its own landing zone and "
         "MLflow under $CHURN_HOME/simulation/. Writes $CHURN_HOME/simulation.json and a "
         "timeline plot in $CHURN_HOME/reports/.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    sim.add_argument("--months", type=int, default=8, help="months of data in total")
-    sim.add_argument("--drift-from", type=int, default=5, help="drift from this month (1-based)")
+    sim.add_argument("--months", type=int, default=MONTHS, help="months of data in total")
     sim.add_argument(
-        "--initial-months", type=int, default=4, help="months the first model is trained on"
+        "--drift-from", type=int, default=DRIFT_FROM, help="drift from this month (1-based)"
+    )
+    sim.add_argument(
+        "--initial-months",
+        type=int,
+        default=INITIAL_MONTHS,
+        help="months the first model is trained on",
     )
     sim.add_argument("--customers", type=int, default=5000, help="synthetic customers")
     add_protocol_options(sim, "simulate", ["seed"], SIMULATION_PROTOCOL)

@@ -6,12 +6,15 @@ import argparse
 import sys
 
 from churn_kfp.cli.options import add_protocol_options, protocol_from_args
-from churn_kfp.core.config import MODEL_NAME, Settings
+from churn_kfp.core.config import MODEL_NAME, TRAINING_PIPELINE, Settings
 from churn_kfp.core.protocol import PROTOCOL
 
 
 def _handle(args: argparse.Namespace) -> int:
+    from churn_kfp.data.landing import LandingZoneError
+    from churn_kfp.data.staging import sigterm_as_interrupt
     from churn_kfp.orchestration.localrun import PipelineRunError
+    from churn_kfp.runs.summary import record_interruption
     from churn_kfp.runs.training import format_training_summary, run_training, training_arguments
 
     settings = Settings.from_env()
@@ -27,7 +30,14 @@ def _handle(args: argparse.Namespace) -> int:
         until=args.until,
     )
     try:
-        result = run_training(arguments, settings, quiet=args.quiet, progress=True)
+        with sigterm_as_interrupt():
+            result = run_training(arguments, settings, quiet=args.quiet, progress=True)
+    except LandingZoneError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt as exc:
+        record_interruption(settings, TRAINING_PIPELINE, exc)
+        raise
     except PipelineRunError as exc:
         print(f"\nerror: {exc}", file=sys.stderr)
         print(f"nothing was promoted; details in {settings.last_run_path}", file=sys.stderr)
@@ -46,7 +56,9 @@ def _add_options(parser: argparse.ArgumentParser) -> None:
     data.add_argument(
         "--no-generate",
         action="store_true",
-        help="use the data already in the landing zone (e.g. after `churn import`)",
+        help="use the data already in the landing zone (e.g. after `churn import`); without "
+        "it, synthetic data replaces what the generator wrote before, and a landing zone "
+        "holding other data is refused",
     )
     data.add_argument("--customers", type=int, default=5000, help="synthetic customers")
     data.add_argument("--months", type=int, default=6, help="synthetic months of history")
@@ -68,6 +80,7 @@ def _add_options(parser: argparse.ArgumentParser) -> None:
             "test_cutoff",
             "cutoff_spacing",
             "n_iter",
+            "validation_folds",
         ],
         PROTOCOL,
     )

@@ -3,7 +3,8 @@
 The ledger is one JSON object in the landing zone (``state/ledger.json``), updated with a
 compare-and-swap (conditional write) so two runs racing cannot lose each other's update.
 A run marks its partitions only after everything else succeeded: a crashed run leaves
-them pending and the next run processes them.
+them pending and the next run processes them. A ledger that is not valid JSON or not of
+that shape raises :class:`LedgerError`, which names the file and how to repair it.
 """
 
 from __future__ import annotations
@@ -14,18 +15,47 @@ import time
 from churn_kfp.data.contract import TRANSACTIONS
 from churn_kfp.data.storage import LandingZone, Partition, PreconditionFailed, discover_partitions
 
-__all__ = ["LEDGER_KEY", "mark_processed", "pending_partitions", "read_ledger"]
+__all__ = ["LEDGER_KEY", "LedgerError", "mark_processed", "pending_partitions", "read_ledger"]
 
 LEDGER_KEY = "state/ledger.json"
 
 
+class LedgerError(ValueError):
+    """The ledger is unreadable, or a run would redo a period the ledger lost."""
+
+
 def read_ledger(zone: LandingZone) -> tuple[dict[str, dict], str | None]:
-    """Returns the processed partitions (by key) and the ledger's version tag."""
+    """Returns the processed partitions (by key) and the ledger's version tag.
+
+    Raises:
+        LedgerError: The ledger is not valid JSON or not ``{"partitions": {key: {...}}}``.
+    """
     current = zone.read_versioned(LEDGER_KEY)
     if current is None:
         return {}, None
     data, tag = current
-    return json.loads(data)["partitions"], tag
+    try:
+        ledger = json.loads(data)
+    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
+        problem = f"it is not valid JSON ({exc})"
+    else:
+        partitions = ledger.get("partitions") if isinstance(ledger, dict) else None
+        if isinstance(partitions, dict) and all(isinstance(v, dict) for v in partitions.values()):
+            return partitions, tag
+        problem = (
+            'it is not an object {"partitions": {<partition key>: {...}}} '
+            f"(found {type(ledger).__name__} {_excerpt(data)})"
+        )
+    raise LedgerError(
+        f"the ledger of processed partitions {zone.uri}/{LEDGER_KEY} is corrupted: {problem}. "
+        "Restore it from a backup (on S3: an earlier object version). Without one, delete "
+        "it: runs then refuse periods already committed until given --reprocess."
+    )
+
+
+def _excerpt(data: bytes, limit: int = 40) -> str:
+    text = data.decode("utf-8", "replace").strip()
+    return repr(text if len(text) <= limit else text[:limit] + "...")
 
 
 def pending_partitions(zone: LandingZone, table: str = TRANSACTIONS) -> list[Partition]:

@@ -14,7 +14,9 @@ same way::
     state/last-skip.json                                 # the last run that found nothing
 
 Every key is derived from the period or the cutoff, so a re-run overwrites what an earlier
-(crashed) attempt may have written and nothing is ever duplicated. This module only reads
+(crashed) attempt may have written and nothing is ever duplicated. A period whose run
+committed it is never redone silently, even when the ledger lost it
+(:func:`refuse_reprocessing`). This module only reads
 and writes; the monitor step and the run reports read the state, and
 :mod:`churn_kfp.loop.finalize` alone writes it, at the end of a run.
 """
@@ -33,7 +35,8 @@ import pandas as pd
 
 from churn_kfp.core import columns
 from churn_kfp.data.storage import LandingZone
-from churn_kfp.loop.periods import check_period, iso_date
+from churn_kfp.loop.ledger import LEDGER_KEY, LedgerError
+from churn_kfp.loop.periods import PeriodPlan, check_period, iso_date
 
 __all__ = [
     "ALERTS_PREFIX",
@@ -54,6 +57,7 @@ __all__ = [
     "STATE_PREFIX",
     "THRESHOLD",
     "alerts_key",
+    "committed_run",
     "empty_performance",
     "make_predictions",
     "performance_records",
@@ -62,6 +66,7 @@ __all__ = [
     "prediction_key",
     "read_json",
     "read_performance",
+    "refuse_reprocessing",
     "read_predictions",
     "run_key",
     "to_json",
@@ -159,6 +164,46 @@ def run_key(run_tag: str) -> str:
     """Key of one run's outcome record."""
     safe = re.sub(r"[^A-Za-z0-9_.-]", "_", run_tag) or "run"
     return f"{RUNS_PREFIX}/{safe}.json"
+
+
+def committed_run(zone: LandingZone, period: str) -> dict[str, Any] | None:
+    """The record of the run that committed ``period``, or ``None`` if no run did.
+
+    Finalize writes the period summary before the ledger mark and the run record after it, so
+    a run that crashed before its commit leaves no succeeded record (its period is redone).
+    """
+    summary = read_json(zone, period_key(period)) or {}
+    if summary.get("status") != "succeeded":
+        return None
+    tag = summary.get("run_tag")
+    record = (read_json(zone, run_key(str(tag))) or {}) if tag else summary
+    if record.get("status") == "succeeded" and record.get("period") == period:
+        return record
+    return None
+
+
+def refuse_reprocessing(zone: LandingZone, plan: PeriodPlan) -> None:
+    """Refuses a plan for a period that a run already committed (the ledger lost it).
+
+    The ledger alone decides what is pending; if it was deleted or replaced, a period whose
+    predictions are already stored would be scored, judged and retrained on again.
+
+    Raises:
+        LedgerError: The plan's period was committed and its new cutoff's predictions are
+            stored; the message names the run and how to go on.
+    """
+    if not plan.has_new or plan.new_cutoff not in prediction_index(zone):
+        return
+    record = committed_run(zone, plan.period)
+    if record is None:
+        return
+    raise LedgerError(
+        f"period {plan.period} was already processed by run {record.get('run_tag') or '?'} "
+        f"(its predictions for {plan.new_cutoff} are in {zone.uri}/{PREDICTIONS_PREFIX}/), "
+        f"but {zone.uri}/{LEDGER_KEY} does not list it: the ledger was deleted or replaced. "
+        "Restore the ledger from a backup (on S3: an earlier object version), or pass "
+        "--reprocess (pipeline parameter reprocess=true) to process the period again."
+    )
 
 
 # --------------------------------------------------------------------------- predictions

@@ -23,6 +23,11 @@ _EXCEPTION_LINE = re.compile(r"^(?:[A-Za-z_][\w.]*\.)?[A-Z]\w*(?:Error|Exception
 _FAILED_TASK = re.compile(r"Inner task failed: '([^']+)'")
 _TASK_DONE = re.compile(r"Task '([^']+)' finished with status (\w+)")
 
+LOCAL_DEFAULTS = {"deploy_mode": "local", "generate": True}
+"""Local runs' own defaults for the parameters whose pipeline defaults are the cluster's:
+the pipelines deploy what they promote and never generate data unless asked, while on
+this machine a run writes the InferenceService manifest only and makes its demo data."""
+
 
 class PipelineRunError(RuntimeError):
     """A local pipeline run failed; the message names the task and the cause."""
@@ -75,6 +80,10 @@ def _capture(quiet: bool, progress: bool, log_path: Path, keep: int = 2000) -> I
     terminal = (sys.stdout, sys.stderr)  # before stdout is redirected to the tee
     with contextlib.ExitStack() as stack:
         log = stack.enter_context(log_path.open("w", encoding="utf-8"))
+        # Before the log closes, the root logger gets its own handlers back: kfp.local's
+        # parallel tasks save and restore them racily and can leave one of theirs behind,
+        # bound to the tee, that would write to the closed log (a "Logging error").
+        stack.callback(_restore_root_logger, *_root_logger_state())
         tee = _Tee(sys.stdout, keep, quiet, progress, log)
         stack.enter_context(contextlib.redirect_stdout(tee))
         if quiet:
@@ -84,6 +93,17 @@ def _capture(quiet: bool, progress: bool, log_path: Path, keep: int = 2000) -> I
                 if isinstance(handler, logging.StreamHandler) and handler.stream in terminal:
                     stack.callback(handler.setStream, handler.setStream(tee))
         yield tee
+
+
+def _root_logger_state() -> tuple[list[logging.Handler], int]:
+    root = logging.getLogger()
+    return root.handlers[:], root.level
+
+
+def _restore_root_logger(handlers: list[logging.Handler], level: int) -> None:
+    root = logging.getLogger()
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 def error_from_log(lines: list[str]) -> tuple[str | None, str | None]:
@@ -117,6 +137,14 @@ def prepare_environment(settings: Settings) -> None:
     apply_runtime_env()
 
 
+def local_arguments(pipeline_func: Callable, arguments: dict) -> dict:
+    """``arguments`` with :data:`LOCAL_DEFAULTS` for the pipeline parameters they omit."""
+    spec = getattr(pipeline_func, "component_spec", None)
+    parameters = set((spec.inputs or {}) if spec is not None else ())
+    defaults = {k: v for k, v in LOCAL_DEFAULTS.items() if k in parameters and k not in arguments}
+    return {**defaults, **arguments}
+
+
 def run_locally(
     pipeline_func: Callable,
     arguments: dict,
@@ -128,7 +156,8 @@ def run_locally(
 
     Args:
         pipeline_func: A ``@dsl.pipeline`` function.
-        arguments: Pipeline parameters.
+        arguments: Pipeline parameters; those omitted take :data:`LOCAL_DEFAULTS` first,
+            then the pipeline's own defaults.
         settings: Where local state lives.
         quiet: Hide the task logs (they are still searched for the error on failure).
         progress: When quiet, print one line per finished task (time, task, status).
@@ -161,7 +190,7 @@ def run_locally(
     original_print = builtins.print
     with _capture(quiet, progress, log_path) as tee:
         try:
-            task = pipeline_func(**arguments)
+            task = pipeline_func(**local_arguments(pipeline_func, arguments))
         except RuntimeError as exc:
             lines = [*tee.lines, *str(exc).splitlines()]
             failed_task, cause = error_from_log(lines)

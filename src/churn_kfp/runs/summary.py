@@ -1,6 +1,6 @@
 """What a local run leaves behind: ``last-run.json`` and the ``runs/`` history.
 
-Every run, training or retraining, succeeded, skipped or failed, ends in
+Every run, training or retraining, succeeded, skipped, failed or interrupted, ends in
 :func:`write_last_run`, so ``$CHURN_HOME/last-run.json`` always describes the latest run and
 ``$CHURN_HOME/runs/`` keeps the summary of every run that finished.
 """
@@ -12,7 +12,7 @@ from typing import Any
 
 from churn_kfp.core.config import Settings
 
-__all__ = ["record_failure", "rounded", "write_last_run"]
+__all__ = ["record_failure", "record_interruption", "rounded", "write_last_run"]
 
 
 def rounded(value: Any) -> Any:
@@ -52,3 +52,13 @@ def record_failure(settings: Settings, pipeline: str, exc: Exception) -> None:
         "error": getattr(exc, "cause", None) or str(exc),
     }
     write_last_run(failure, settings)
+
+
+def record_interruption(settings: Settings, pipeline: str, exc: BaseException) -> None:
+    """Writes an interrupted status to ``last-run.json`` (Ctrl-C, or SIGTERM turned into one)."""
+    interruption = {
+        "status": "interrupted",
+        "pipeline": pipeline,
+        "error": f"interrupted ({exc or 'Ctrl-C'}) before the run finished",
+    }
+    write_last_run(interruption, settings)
