@@ -28,6 +28,7 @@ import requests
 
 from churn_kfp.cli import main as cli
 from churn_kfp.core.config import Settings
+from churn_kfp.registry.contract import EXAMPLE_PROBABILITIES_TAG
 from churn_kfp.serving import client as serving_client
 from churn_kfp.serving import server as serving
 
@@ -140,7 +141,12 @@ def register_model(home: Path) -> dict:
                 pip_requirements=["mlflow", "scikit-learn", "xgboost", "skops"],
                 metadata={"non_nullable_columns": ["recency_days"]},
             )
-        version = mlflow.register_model(info.model_uri, MODEL, tags={"threshold": repr(THRESHOLD)})
+        example_proba = pipeline.predict_proba(train[FEATURES].head(3))[:, 1]
+        tags = {
+            "threshold": repr(THRESHOLD),
+            EXAMPLE_PROBABILITIES_TAG: json.dumps([float(p) for p in example_proba]),
+        }
+        version = mlflow.register_model(info.model_uri, MODEL, tags=tags)
         client = MlflowClient()
         client.set_registered_model_alias(MODEL, "champion", version.version)
     env = {"CHURN_HOME": str(home), "MLFLOW_TRACKING_URI": tracking_uri}
@@ -570,6 +576,7 @@ def test_serve_cli_prints_a_working_curl_and_stops_on_ctrl_c(registry, tmp_path)
     try:
         text = log.read_text()
         assert f"http://127.0.0.1:{port}" in text and "version 1" in text
+        assert "smoke test: passed" in text
         body = re.search(r"-d '(.*)'", text).group(1)
         response = post_infer(f"http://127.0.0.1:{port}", body)
         assert response.status_code == 200
@@ -582,6 +589,29 @@ def test_serve_cli_prints_a_working_curl_and_stops_on_ctrl_c(registry, tmp_path)
         assert not serving.port_in_use(port)
     finally:
         _stop_cli(process)
+
+
+def test_serve_cli_stops_when_the_server_answers_otherwise_than_registered(registry, tmp_path):
+    """The smoke test compares the served P(churn) of the input example with the recorded one."""
+    from mlflow import MlflowClient
+
+    uri = registry["env"]["MLFLOW_TRACKING_URI"]
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    recorded = client.get_model_version(MODEL, "1").tags[EXAMPLE_PROBABILITIES_TAG]
+    wrong = json.dumps([min(1.0, p + 0.01) for p in json.loads(recorded)])
+    client.set_model_version_tag(MODEL, "1", EXAMPLE_PROBABILITIES_TAG, wrong)
+    port = serving.free_port()
+    env = {**os.environ, **registry["env"], "PYTHONUNBUFFERED": "1"}
+    command = [sys.executable, "-m", "churn_kfp.cli.main", "serve", "--version", "1"]
+    try:
+        done = subprocess.run(
+            [*command, "--port", str(port)], env=env, capture_output=True, text=True, timeout=240
+        )
+    finally:
+        client.set_model_version_tag(MODEL, "1", EXAMPLE_PROBABILITIES_TAG, recorded)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "smoke test failed" in done.stderr and "largest difference" in done.stderr
+    assert not serving.port_in_use(port)  # the server was stopped
 
 
 def _stop_cli(process: subprocess.Popen) -> None:

@@ -21,6 +21,7 @@ def _serve(args: argparse.Namespace) -> int:
     from churn_kfp.registry.loading import UnloadableModelError
     from churn_kfp.serving import server as serving
     from churn_kfp.serving.limits import RequestLimits
+    from churn_kfp.serving.smoke import SmokeTestError, check_local_server
 
     settings = Settings.from_env()
     version = args.version or os.environ.get("MODEL_VERSION") or None
@@ -69,6 +70,15 @@ def _serve(args: argparse.Namespace) -> int:
         except serving.ServerStartError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1
+        try:
+            checked = check_local_server(
+                server.url, model.name, model.model_dir, model.example_probabilities
+            )
+        except (SmokeTestError, OSError, ValueError) as exc:
+            server.stop()
+            print(f"error: smoke test failed, server stopped: {exc}", file=sys.stderr)
+            return 1
+        print(f"smoke test: {checked}", flush=True)
         print(_banner(server, limits), flush=True)
         try:
             while server.process.poll() is None:

@@ -36,7 +36,7 @@ from typing import Any
 
 from churn_kfp.core.config import CHAMPION_ALIAS, MODEL_NAME, Settings, apply_runtime_env
 from churn_kfp.core.processes import process_alive
-from churn_kfp.registry.contract import THRESHOLD_TAG, parse_threshold
+from churn_kfp.registry.contract import EXAMPLE_PROBABILITIES_TAG, THRESHOLD_TAG, parse_threshold
 from churn_kfp.serving.launch import PARENT_FD_ENV
 from churn_kfp.serving.limits import RequestLimits
 
@@ -70,6 +70,8 @@ class ServedModel:
         alias: The alias used to find the version, if any.
         run_id: The MLflow run that logged the model, if known.
         model_id: The MLflow 3 logged-model id (``m-...``), if known.
+        example_probabilities: P(churn) of the input example recorded at registration, if
+            any (the smoke test's reference).
     """
 
     name: str
@@ -80,6 +82,7 @@ class ServedModel:
     alias: str | None = None
     run_id: str | None = None
     model_id: str | None = None
+    example_probabilities: tuple[float, ...] | None = None
 
     @property
     def model_uri(self) -> str:
@@ -150,7 +153,20 @@ def resolve_model(
         alias=alias if version is None or str(version).strip() == "" else None,
         run_id=found.run_id,
         model_id=model_id,
+        example_probabilities=_recorded_probabilities(
+            (found.tags or {}).get(EXAMPLE_PROBABILITIES_TAG)
+        ),
     )
+
+
+def _recorded_probabilities(tag: str | None) -> tuple[float, ...] | None:
+    """The example probabilities tag as floats (None when absent or unreadable)."""
+    if not tag:
+        return None
+    try:
+        return tuple(float(p) for p in json.loads(tag))
+    except (ValueError, TypeError):
+        return None
 
 
 def _registered_model_id(found: Any) -> str | None:

@@ -3,12 +3,14 @@
 After a new ``InferenceService`` revision is Ready, :func:`v2_smoke_check` sends the model's
 logged input example over V2 and compares P(churn) with the probabilities recorded when the
 version was registered (:data:`~churn_kfp.registry.contract.EXAMPLE_PROBABILITIES_TAG`,
-read with :func:`registered_example`). Nothing here runs at import time.
+read with :func:`registered_example`). ``churn serve`` runs the same check on the local
+server once it is ready (:func:`check_local_server`). Nothing here runs at import time.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 
@@ -120,3 +122,32 @@ def v2_smoke_check(
             )
 
     return check
+
+
+def check_local_server(
+    url: str, model_name: str, model_dir: Path, expected: Sequence[float] | None
+) -> str:
+    """The deploy step's smoke test, run on a local server (``churn serve``).
+
+    Args:
+        url: Base URL of the running server.
+        model_name: The model name in the V2 URL.
+        model_dir: The served model's folder (holds ``input_example.json``).
+        expected: P(churn) recorded at registration, or None for a version registered
+            without them.
+
+    Returns:
+        What was checked, or why the check was skipped.
+
+    Raises:
+        SmokeTestError: The server answers differently from the registered model.
+    """
+    from churn_kfp.serving.client import input_example
+
+    if expected is None:
+        return "skipped (the version was registered without example probabilities)"
+    example = input_example(model_dir)
+    if example is None:
+        return "skipped (the version has no logged input example)"
+    v2_smoke_check(example, list(expected), model_name, url_of=lambda _status: url)({})
+    return f"passed (P(churn) of the {len(example)}-row input example equals the registered one)"
