@@ -10,7 +10,6 @@ CDNOW_FILE ?= $(CURDIR)/../shared/data/cdnow/CDNOW_master.txt
 export CHURN_HOME ?= $(CURDIR)/.churn
 export MLFLOW_DISABLE_TELEMETRY ?= true
 export OMP_WAIT_POLICY ?= PASSIVE
-export MLFLOW_ALLOW_PICKLE_DESERIALIZATION ?= true
 # VERBOSE=1 make run  -> every task's log on the terminal (default: one line per task;
 # the full logs are in $(CHURN_HOME)/logs/ either way).
 QUIET := $(if $(VERBOSE),,--quiet)
@@ -18,6 +17,8 @@ QUIET := $(if $(VERBOSE),,--quiet)
 ifdef IMAGE
 export CHURN_IMAGE := $(IMAGE)
 endif
+# Where `make compile` / `submit` / `schedule` write the compiled pipelines.
+PIPELINES_DIR ?= build/pipelines
 
 .PHONY: help install run test test-fast lint lint-imports typecheck format compile bench \
         simulate serve predict example-cdnow submit schedule images manifests clean
@@ -60,8 +61,8 @@ format: $(STAMP) ## Format the code with ruff
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-compile: $(STAMP) ## Compile the pipelines to build/pipelines/*.yaml
-	$(BIN)/churn compile --out-dir build/pipelines
+compile: $(STAMP) ## Compile the pipelines to build/pipelines/*.yaml (IMAGE=registry/churn-kfp:tag)
+	$(BIN)/churn compile --out-dir $(PIPELINES_DIR)
 
 bench: $(STAMP) ## Measure speed and memory; prints figures, writes bench/results/*.json
 	$(BIN)/python bench/run_all.py --out-dir bench/results
@@ -79,11 +80,11 @@ example-cdnow: $(STAMP) ## Import the real CDNOW purchase log and train on it (9
 	    --model-name churn-classifier-cdnow --horizon-days 90 --train-cutoffs 2 \
 	    --eligibility-days 365 --windows 30,90,180,365 --test-cutoff 1998-03-01 $(QUIET)
 
-submit: compile ## Upload the training pipeline to Kubeflow and start a run (KFP_HOST, KFP_NAMESPACE, KFP_TOKEN)
-	$(BIN)/churn submit --pipeline churn-training --out-dir build/pipelines
+submit: compile ## Upload the training pipeline to Kubeflow and run it (IMAGE, KFP_HOST, KFP_NAMESPACE, KFP_TOKEN; DEMO=1: synthetic data)
+	$(BIN)/churn submit --pipeline churn-training --out-dir $(PIPELINES_DIR) $(if $(DEMO),--param generate=true)
 
 schedule: compile ## Recurring run of the retraining pipeline (CRON="0 6 1 * *", 5-field cron)
-	$(BIN)/churn schedule --cron "$(or $(CRON),0 6 1 * *)" --out-dir build/pipelines
+	$(BIN)/churn schedule --cron "$(or $(CRON),0 6 1 * *)" --out-dir $(PIPELINES_DIR)
 
 images: ## Build and push the component image: IMAGE=registry/churn-kfp:tag make images (needs docker)
 	@test -n "$(IMAGE)" || { echo "set IMAGE, e.g. IMAGE=registry.example.com/ml/churn-kfp:0.1.0 make images" >&2; exit 2; }
@@ -93,8 +94,11 @@ images: ## Build and push the component image: IMAGE=registry/churn-kfp:tag make
 	  --build-arg CHURN_VERSION="$$(sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)" .
 	docker push "$(IMAGE)"
 
-manifests: $(STAMP) ## Render every kustomize overlay to stdout (offline, no cluster)
-	@for overlay in manifests/overlays/*/; do echo "--- # $$overlay"; $(BIN)/kubectl kustomize "$$overlay" || exit 1; done
+manifests: $(STAMP) ## Render every kustomize overlay to stdout (offline, no cluster; production needs its credential files)
+	@for overlay in manifests/overlays/*/; do echo "--- # $$overlay"; \
+	  if [ "$$overlay" = manifests/overlays/production/ ] && [ ! -f "$${overlay}credentials/minio.env" ]; then \
+	    echo "# skipped: create $${overlay}credentials/*.env first (docs/deploy-kubeflow.md, step 1)"; continue; fi; \
+	  $(BIN)/kubectl kustomize "$$overlay" || exit 1; done
 
 clean: ## Remove local state (CHURN_HOME) and build outputs (keeps .venv)
 	rm -rf "$(CHURN_HOME)" build bench/results

@@ -29,7 +29,10 @@ def evaluate_models(
     """Scores candidates and baselines on test; the best on validation is the one kept.
 
     Writes the metrics for the KFP UI (scalar metrics, ROC curve, confusion matrix), an
-    HTML report with feature importance, and a JSON evaluation for registration.
+    HTML report with feature importance, and a JSON evaluation for registration. The test
+    metrics are the held-out fit's (it never saw the test cutoff's labels); ``best_model``
+    is the model to serve, refit on every matured cutoff, with the held-out fit in its
+    ``held_out`` subfolder.
     """
     import json
     import shutil
@@ -46,13 +49,16 @@ def evaluate_models(
     table = pd.read_parquet(labelled.path)
     candidates = [training.load_candidate(m.path) for m in models]
     result = ev.evaluate_candidates(table, candidates).to_dict()
+    chosen = result["champion"]
+    held_out = next(c for c in candidates if c.model_type == chosen)
+    served = training.refit_on_matured(held_out, table)
+    result["served_model"] = ev.served_model_summary(served, held_out, table)
     with open(evaluation.path, "w") as handle:
         json.dump(result, handle, indent=2, default=str)
 
-    chosen = result["champion"]
-    winner = next(m for m, c in zip(models, candidates, strict=True) if c.model_type == chosen)
-    shutil.copytree(winner.path, best_model.path, dirs_exist_ok=True)
-    best_model.metadata["model_type"] = chosen
+    training.save_candidate(served, best_model.path)
+    training.save_candidate(held_out, Path(best_model.path) / training.HELD_OUT_DIR)
+    best_model.metadata.update({"model_type": chosen, "refit_through": served.refit_through})
 
     metrics = result["candidates"][chosen]["test"]
     for name, value in metrics.items():

@@ -19,7 +19,7 @@ from churn_kfp.components._base import churn_component
 
 @churn_component
 def check_new_data(
-    landing_zone: str, tracking_uri: str, model_name: str, period: str
+    landing_zone: str, tracking_uri: str, model_name: str, period: str, reprocess: bool = False
 ) -> NamedTuple(
     "CheckOutputs",
     [("has_new", bool), ("period", str), ("new_cutoff", str), ("plan", str)],
@@ -33,6 +33,8 @@ def check_new_data(
         tracking_uri: MLflow tracking URI; empty means ``MLFLOW_TRACKING_URI`` (or local).
         model_name: Registered model whose champion is monitored.
         period: Process this month (``YYYY-MM``); empty picks the oldest pending one.
+        reprocess: Process a period a run already committed when the ledger lost it
+            (refused otherwise: :func:`churn_kfp.loop.state.refuse_reprocessing`).
 
     Returns:
         Whether there is work, the period, its new cutoff and the plan as JSON.
@@ -44,6 +46,7 @@ def check_new_data(
     from churn_kfp.data.storage import open_landing_zone
     from churn_kfp.loop.failpoints import fail_if_requested
     from churn_kfp.loop.periods import PeriodPlan, plan_period
+    from churn_kfp.loop.state import refuse_reprocessing
     from churn_kfp.registry import register as registry
     from churn_kfp.registry.champion import champion_version
     from churn_kfp.registry.lineage import covered_month
@@ -61,6 +64,8 @@ def check_new_data(
     else:
         version, tags = current
         plan = plan_period(zone, covered_month(tags), period or None)
+        if not reprocess:
+            refuse_reprocessing(zone, plan)
     print(f"new-data check: {plan.reason}")
     outputs = namedtuple("CheckOutputs", ["has_new", "period", "new_cutoff", "plan"])
     return outputs(plan.has_new, plan.period, plan.new_cutoff, json.dumps(plan.to_dict()))
@@ -192,16 +197,29 @@ def decide_retraining(
     prediction_drift_triggers: bool,
     retraining_enabled: bool,
     force: bool,
+    performance_drop: float = 0.05,
+    drift_persistence: int = 2,
+    drift_effect_floor: float = 0.2,
+    backoff_periods: int = 2,
 ) -> NamedTuple("DecisionOutputs", [("retrain", bool), ("decision", str)]):
     """Decides whether to train a challenger (a pure function of the monitoring signals).
 
+    Each reason records the rule that fired (:mod:`churn_kfp.loop.decision`).
+
     Args:
         summary: The monitoring summary (JSON) from ``score-and-monitor``.
-        retrain_threshold: Retrain when the latest matured F1 is below this.
-        drift_threshold: Retrain when the share of drifted monitored features exceeds this.
+        retrain_threshold: Retrain when the latest matured F1 is below this (0: off).
+        drift_threshold: Drift counts when this share of monitored features drifted.
         prediction_drift_triggers: Whether drift of the champion's scores is a reason.
         retraining_enabled: False = frozen policy: monitor, never retrain.
         force: Retrain whatever the signals say.
+        performance_drop: Retrain when the matured F1 is more than this below the
+            champion's held-out test F1.
+        drift_persistence: Drift retrains after this many consecutive periods...
+        drift_effect_floor: ... or at once when more than ``drift_threshold`` of the
+            features moved by at least this effect size.
+        backoff_periods: After a retrain that did not promote, drift alone waits this many
+            periods.
 
     Returns:
         Whether to retrain, and the decision with its reasons as JSON.
@@ -221,6 +239,10 @@ def decide_retraining(
             prediction_drift_triggers=prediction_drift_triggers,
             retraining_enabled=retraining_enabled,
             force=force,
+            performance_drop=performance_drop,
+            drift_persistence=drift_persistence,
+            drift_effect_floor=drift_effect_floor,
+            backoff_periods=backoff_periods,
         ),
     )
     print(result.summary)

@@ -29,7 +29,10 @@ def register_model(
 ):
     """Registers a new ``churn-classifier`` version; gives it the ``champion`` alias if it wins.
 
-    The version is tagged with data lineage (range, rows, hash, git commit, pipeline run).
+    The registered model is the one refit on every matured cutoff (``best_model``); its
+    held-out fit (``best_model/held_out``) supplies the test metrics of the gate and meets
+    the champion on the newest matured cutoff, which neither has trained on. The version is
+    tagged with data lineage (range, rows, hash, git commit, pipeline run, ``refit_through``).
     A failing gate or a lost comparison leaves the current champion untouched.
 
     Args:
@@ -64,6 +67,8 @@ def register_model(
     settings = Settings.from_env()
     registry.connect(tracking_uri or settings.tracking_uri, settings.artifact_root)
     candidate = training.load_candidate(best_model.path)
+    held_out_path = os.path.join(best_model.path, training.HELD_OUT_DIR)
+    held_out = training.load_candidate(held_out_path) if os.path.isdir(held_out_path) else None
     with open(evaluation.path) as handle:
         result = json.load(handle)
     table = pd.read_parquet(labelled.path)
@@ -76,6 +81,7 @@ def register_model(
         pipeline_run_id=pipeline_run_id,
         quality_report_path=quality_report.path,
     )
+    tags["refit_through"] = candidate.refit_through or str(plan.get("test", ""))
     chosen = result["candidates"][result["champion"]]
     test_frame = table[table[SPLIT] == TEST]
     # A sample of the labelled rows: the reference of the retraining loop's drift checks.
@@ -83,7 +89,7 @@ def register_model(
     reference_sample(table).to_parquet(reference_path, index=False)
     summary = registry.register_and_decide(
         candidate.pipeline,
-        test_frame=test_frame,
+        test_frame=training.newest_cutoff_rows(table),
         test_metrics=chosen["test"],
         train_test_gap=result.get("train_test_gap"),
         threshold=candidate.threshold,
@@ -109,6 +115,7 @@ def register_model(
         model_name=model_name,
         run_name=f"{pipeline_name}-{pipeline_run_id}"[:250],
         skops_trusted_types=training.SKOPS_TRUSTED_TYPES,
+        challenger=(held_out.pipeline, held_out.threshold) if held_out else None,
     )
     summary.update(
         {
@@ -117,6 +124,8 @@ def register_model(
             "report_path": report.path,
             "evaluation_path": evaluation.path,
             "lineage": tags,
+            "refit_through": tags["refit_through"],
+            "held_out_threshold": held_out.threshold if held_out else candidate.threshold,
         }
     )
     print(json.dumps(summary, indent=2, default=str))

@@ -13,29 +13,42 @@ def train_model(
     seed: int,
     model: Output[Model],
     validation_metrics: Output[Metrics],
+    validation_folds: int = 2,
 ) -> float:
-    """Fits ``model_type`` on the training cutoffs; tunes on the validation cutoff.
+    """Fits ``model_type`` on the training cutoffs; tunes on rolling validation folds.
 
     Args:
         model_type: ``xgboost``, ``logistic_regression`` or ``random_forest``.
         n_iter: Hyperparameter settings to try (random search, seeded).
         seed: Random seed.
+        validation_folds: Rolling validation folds scoring each setting (1: the
+            validation cutoff alone).
 
     Returns:
-        The validation score used to choose between candidates.
+        The validation score used to choose between candidates (the rolling-fold mean).
     """
     import pandas as pd
 
     from churn_kfp.learn import training
 
     candidate = training.train_candidate(
-        pd.read_parquet(labelled.path), model_type, n_iter=n_iter, seed=seed
+        pd.read_parquet(labelled.path),
+        model_type,
+        n_iter=n_iter,
+        seed=seed,
+        n_folds=validation_folds,
     )
     training.save_candidate(candidate, model.path)
     model.metadata.update({"model_type": model_type, "threshold": candidate.threshold})
     for name, value in candidate.validation_metrics.items():
         if isinstance(value, int | float) and value == value:
             validation_metrics.log_metric(name, float(value))
-    score = float(candidate.validation_metrics[training.SELECTION_METRIC])
-    print(f"{model_type}: validation {training.SELECTION_METRIC} {score:.4f}")
+    score = candidate.cv_score
+    if score is None:
+        score = candidate.validation_metrics[training.SELECTION_METRIC]
+    print(
+        f"{model_type}: validation {training.SELECTION_METRIC} {score:.4f} "
+        f"({candidate.n_folds} rolling fold(s))"
+    )
+    score = float(score)
     return score

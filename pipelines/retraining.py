@@ -56,6 +56,7 @@ def retraining_pipeline(
     windows: str = RETRAINING_PROTOCOL.windows,
     n_train_cutoffs: int = RETRAINING_PROTOCOL.n_train_cutoffs,
     n_iter: int = RETRAINING_PROTOCOL.n_iter,
+    validation_folds: int = RETRAINING_PROTOCOL.validation_folds,
     seed: int = RETRAINING_PROTOCOL.seed,
     min_f1: float = RETRAINING_PROTOCOL.min_f1,
     min_roc_auc: float = RETRAINING_PROTOCOL.min_roc_auc,
@@ -64,12 +65,18 @@ def retraining_pipeline(
     retrain_threshold: float = RETRAINING_PROTOCOL.retrain_threshold,
     drift_threshold: float = RETRAINING_PROTOCOL.drift_threshold,
     prediction_drift_triggers: bool = RETRAINING_PROTOCOL.prediction_drift_triggers,
+    performance_drop: float = RETRAINING_PROTOCOL.performance_drop,
+    drift_persistence: int = RETRAINING_PROTOCOL.drift_persistence,
+    drift_effect_floor: float = RETRAINING_PROTOCOL.drift_effect_floor,
+    backoff_periods: int = RETRAINING_PROTOCOL.backoff_periods,
     retraining_enabled: bool = True,
     force: bool = False,
+    reprocess: bool = False,
     drift_columns: str = "",
     webhook_url: str = "",
-    deploy_mode: str = "local",
+    deploy_mode: str = "cluster",
     namespace: str = "",
+    canary_percent: int = 0,
     # KFP reads the default from the signature: a list, not the protocol's tuple.
     candidate_models: list = list(RETRAINING_PROTOCOL.candidate_models),  # noqa: B006
 ):
@@ -77,10 +84,18 @@ def retraining_pipeline(
 
     ``retraining_enabled=False`` is the frozen policy: it monitors and records every period
     but never trains a challenger. ``force=True`` retrains whatever the signals say.
-    ``candidate_models`` are trained in parallel, as in the training pipeline.
+    ``reprocess=True`` processes a period a run already committed although the ledger
+    does not list it (a lost ledger); without it such a run is refused.
+    ``candidate_models`` are trained in parallel, as in the training pipeline. A promoted
+    challenger is applied with KServe (``canary_percent`` of the traffic first);
+    ``deploy_mode="local"`` only writes its manifest (the default of local runs).
     """
     checked = check_new_data(
-        landing_zone=landing_zone, tracking_uri=tracking_uri, model_name=model_name, period=period
+        landing_zone=landing_zone,
+        tracking_uri=tracking_uri,
+        model_name=model_name,
+        period=period,
+        reprocess=reprocess,
     ).set_display_name("check for new data")
     checked.set_caching_options(False)
     use_cluster_config(checked)
@@ -114,6 +129,10 @@ def retraining_pipeline(
             prediction_drift_triggers=prediction_drift_triggers,
             retraining_enabled=retraining_enabled,
             force=force,
+            performance_drop=performance_drop,
+            drift_persistence=drift_persistence,
+            drift_effect_floor=drift_effect_floor,
+            backoff_periods=backoff_periods,
         ).set_display_name("retrain?")
         decided.set_caching_options(False)
         for task in (ingested, sentiment, monitored, decided):
@@ -134,6 +153,7 @@ def retraining_pipeline(
                 windows=windows,
                 candidate_models=candidate_models,
                 n_iter=n_iter,
+                validation_folds=validation_folds,
                 seed=seed,
                 min_f1=min_f1,
                 min_roc_auc=min_roc_auc,
@@ -141,6 +161,7 @@ def retraining_pipeline(
                 promotion_margin=promotion_margin,
                 deploy_mode=deploy_mode,
                 namespace=namespace,
+                canary_percent=canary_percent,
             ).set_display_name("train challengers + champion/challenger")
 
             # The sub-pipeline ends after its deploy step, so the commit follows it.

@@ -53,11 +53,14 @@ def train_and_register(
     namespace: str,
     test_cutoff: str = PROTOCOL.test_cutoff,
     cutoff_spacing: str = PROTOCOL.cutoff_spacing,
+    validation_folds: int = PROTOCOL.validation_folds,
+    canary_percent: int = 0,
 ) -> str:
     """Trains ``candidate_models`` on cutoffs of the data, registers the best, deploys a champion.
 
-    ``pipeline_name`` is the calling pipeline (it tags the registered version). Returns the
-    registration summary as JSON.
+    ``pipeline_name`` is the calling pipeline (it tags the registered version);
+    ``canary_percent`` is the new revision's share of the traffic (0: all of it). Returns
+    the registration summary as JSON.
     """
     features = build_features(
         transactions=transactions,
@@ -79,7 +82,11 @@ def train_and_register(
 
     with dsl.ParallelFor(items=candidate_models, parallelism=3) as model_type:
         trained = train_model(
-            labelled=labelled.outputs["labelled"], model_type=model_type, n_iter=n_iter, seed=seed
+            labelled=labelled.outputs["labelled"],
+            model_type=model_type,
+            n_iter=n_iter,
+            seed=seed,
+            validation_folds=validation_folds,
         ).set_display_name("train candidate")
 
     evaluated = evaluate_models(
@@ -113,6 +120,7 @@ def train_and_register(
         namespace=namespace,
         mode=deploy_mode,
         tracking_uri=tracking_uri,
+        canary_percent=canary_percent,
     ).set_display_name("deploy champion (KServe)")
     deployed.set_caching_options(False)
 

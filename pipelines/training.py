@@ -22,7 +22,7 @@ def training_pipeline(
     landing_zone: str = "",
     tracking_uri: str = "",
     model_name: str = MODEL_NAME,
-    generate: bool = True,
+    generate: bool = False,
     n_customers: int = 5000,
     n_months: int = 6,
     start_month: str = "2025-01",
@@ -36,18 +36,24 @@ def training_pipeline(
     test_cutoff: str = PROTOCOL.test_cutoff,
     cutoff_spacing: str = PROTOCOL.cutoff_spacing,
     n_iter: int = PROTOCOL.n_iter,
+    validation_folds: int = PROTOCOL.validation_folds,
     min_f1: float = PROTOCOL.min_f1,
     min_roc_auc: float = PROTOCOL.min_roc_auc,
     max_train_test_gap: float = PROTOCOL.max_train_test_gap,
     promotion_margin: float = PROTOCOL.promotion_margin,
-    deploy_mode: str = "local",
+    deploy_mode: str = "cluster",
     namespace: str = "",
+    canary_percent: int = 0,
 ) -> str:
     """Trains churn models, registers the best and deploys a new champion.
 
-    ``deploy_mode="local"`` only writes the InferenceService manifest; ``"cluster"`` applies
-    it to ``namespace`` with KServe. The candidate models are the protocol's
-    (:data:`~churn_kfp.core.protocol.PROTOCOL`). Returns the run summary as JSON.
+    The defaults are a cluster's: the new champion is applied to ``namespace`` with KServe
+    (``canary_percent`` of the traffic first; 0 rolls out fully) and the data is the landing
+    zone's. ``generate=True`` writes synthetic data first (a demo run on an empty landing
+    zone); ``deploy_mode="local"`` only writes the InferenceService manifest (local runs
+    default to both: :data:`~churn_kfp.orchestration.localrun.LOCAL_DEFAULTS`). The
+    candidate models are the protocol's (:data:`~churn_kfp.core.protocol.PROTOCOL`).
+    Returns the run summary as JSON.
     """
     generated = generate_data(
         landing_zone=landing_zone,
@@ -82,6 +88,7 @@ def training_pipeline(
         cutoff_spacing=cutoff_spacing,
         candidate_models=list(PROTOCOL.candidate_models),
         n_iter=n_iter,
+        validation_folds=validation_folds,
         seed=seed,
         min_f1=min_f1,
         min_roc_auc=min_roc_auc,
@@ -89,6 +96,7 @@ def training_pipeline(
         promotion_margin=promotion_margin,
         deploy_mode=deploy_mode,
         namespace=namespace,
+        canary_percent=canary_percent,
     ).set_display_name("train + register")
 
     # On a cluster every task reads S3 credentials and service URLs from a Secret and a

@@ -64,9 +64,17 @@ def test_keeps_the_best_candidate_on_validation_and_logs_its_test_metrics(
     assert outputs["test_metrics"].metadata["roc_auc"] == pytest.approx(
         roc_auc_score(test["churn"], proba)
     )
-    copied = {p.name: p.read_bytes() for p in Path(outputs["best_model"].path).iterdir()}
-    assert copied == {p.name: p.read_bytes() for p in winner.iterdir()}
+    # the held-out fit (the winner as evaluated) is kept beside the served refit
+    best = Path(outputs["best_model"].path)
+    held_out = training.load_candidate(best / training.HELD_OUT_DIR)
+    assert held_out.threshold == saved["logistic_regression"]["threshold"]
+    np.testing.assert_array_equal(held_out.predict_proba(test), proba)
+    served = training.load_candidate(best)
+    assert served.refit_on == training.SERVED_REFIT_ON
+    assert served.refit_through == str(test["cutoff"].max().date())
+    assert served.n_rows["fit"] == len(separable)
     assert outputs["best_model"].metadata["model_type"] == "logistic_regression"
+    assert outputs["best_model"].metadata["refit_through"] == served.refit_through
 
     curves = outputs["test_curves"].metadata
     matrix = curves["confusionMatrix"]
@@ -78,5 +86,6 @@ def test_keeps_the_best_candidate_on_validation_and_logs_its_test_metrics(
 
     evaluation = json.loads(Path(outputs["evaluation"].path).read_text())
     assert evaluation["champion"] == "logistic_regression"
+    assert evaluation["served_model"]["refit_through"] == served.refit_through
     assert set(evaluation["candidates"]) == {"logistic_regression", "random_forest"}
     assert "<html" in Path(outputs["report"].path).read_text().lower()

@@ -69,6 +69,8 @@ def test_plans_the_cutoffs_and_builds_behaviour_features(artifacts, purchases):
         "validation": "2024-05-01",
         "test": "2024-06-01",
         "horizon_days": 30,
+        "refit": [],  # no matured cutoff lies outside the evaluation splits
+        "refit_through": "2024-06-01",  # the served model also fits the test cutoff
     }
     got = {
         cutoff.date().isoformat(): sorted(rows["customer_id"])

@@ -318,6 +318,27 @@ def test_finalize_commits_the_period_and_the_ledger_moves_on(loop, monitored, fi
     assert (following.period, following.new_cutoff) == ("2025-03", "2025-04-01")
 
 
+def test_a_lost_ledger_refuses_the_committed_period_unless_reprocess(loop, finalized):
+    from churn_kfp.loop.ledger import LedgerError
+
+    ledger = loop["zone"] / "state/ledger.json"
+    aside = ledger.with_name("ledger.json.aside")
+    ledger.rename(aside)
+    try:
+        with pytest.raises(LedgerError, match="period 2025-02 was already processed by run tag-1"):
+            check(loop)
+        again = check_new_data.python_func(
+            landing_zone=str(loop["zone"]),
+            tracking_uri=loop["tracking_uri"],
+            model_name=MODEL,
+            period="",
+            reprocess=True,
+        )
+        assert (again.has_new, again.period) == (True, "2025-02")
+    finally:
+        aside.rename(ledger)
+
+
 # --------------------------------------------------------------------------- record-skip
 
 

@@ -135,3 +135,30 @@ def test_a_failing_gate_registers_without_promoting(mlflow_env, inputs):
     client = MlflowClient(mlflow_env["MLFLOW_TRACKING_URI"])
     assert str(client.get_model_version_by_alias("components-gate", "champion").version) == "1"
     assert client.get_model_version("components-gate", "2").tags["decision.promote"] == "false"
+
+
+def test_the_refit_is_registered_and_its_held_out_fit_meets_the_champion(
+    mlflow_env, inputs, separable
+):
+    held_out = training.fit_candidate(separable, "logistic_regression", seed=0)
+    served = training.refit_on_matured(held_out, separable)
+    best = Path(inputs["best_model"].path)
+    training.save_candidate(served, best)
+    training.save_candidate(held_out, best / training.HELD_OUT_DIR)
+    register(inputs, "components-refit")  # the first version becomes the champion
+
+    result = register(inputs, "components-refit")
+
+    summary = json.loads(result.summary)
+    newest = separable[separable["cutoff"] == separable["cutoff"].max()]
+    held_out_f1 = f1_score(newest["churn"], held_out.predict_proba(newest) >= held_out.threshold)
+    champion_f1 = f1_score(newest["churn"], served.predict_proba(newest) >= served.threshold)
+    # the challenger is judged by its held-out fit, the champion by what it serves
+    assert summary["candidate_metric"] == pytest.approx(held_out_f1)
+    assert summary["champion_metric"] == pytest.approx(champion_f1)
+    assert summary["refit_through"] == served.refit_through == "2024-04-01"
+    assert summary["held_out_threshold"] == pytest.approx(held_out.threshold)
+    client = MlflowClient(mlflow_env["MLFLOW_TRACKING_URI"])
+    version = client.get_model_version("components-refit", result.model_version)
+    assert version.tags["refit_through"] == "2024-04-01"
+    assert float(version.tags["threshold"]) == pytest.approx(served.threshold)

@@ -125,7 +125,7 @@ def test_champion_is_chosen_on_validation_not_test(table: pd.DataFrame, candidat
     xgb, logreg = candidates[0], candidates[1]
     # The LR candidate claims a better validation score than XGBoost; on test XGBoost wins.
     flattering = dict(logreg.validation_metrics, roc_auc=0.99)
-    fake = dataclasses.replace(logreg, validation_metrics=flattering)
+    fake = dataclasses.replace(logreg, validation_metrics=flattering, cv_score=0.99)
     result = evaluation.evaluate_candidates(table, [xgb, fake], permutation_repeats=1)
     assert result.candidates["xgboost"]["test"]["roc_auc"] > (
         result.candidates["logistic_regression"]["test"]["roc_auc"] + 0.1

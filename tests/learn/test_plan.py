@@ -167,10 +167,37 @@ def test_plan_round_trip_and_split_of():
         "validation": "1998-01-01",
         "test": "1998-04-01",
         "horizon_days": 90,
+        # the other matured month starts from the first training cutoff on
+        "refit": ["1997-11-01", "1997-12-01", "1998-02-01", "1998-03-01"],
+        "refit_through": "1998-04-01",
     }
     assert CutoffPlan.from_dict(data) == plan
     assert plan.split_of("1997-10-01") == columns.TRAIN
     assert plan.split_of(T("1998-01-01")) == columns.VALIDATION
     assert plan.split_of("1998-04-01") == columns.TEST
+    assert plan.split_of("1998-02-01") == columns.REFIT
     with pytest.raises(ValueError, match="not in the plan"):
-        plan.split_of("1998-02-01")
+        plan.split_of("1998-02-15")
+    with pytest.raises(ValueError, match="not in the plan"):
+        plan.split_of("1997-08-01")  # before the first training cutoff
+
+
+def test_refit_cutoffs_reach_the_latest_matured_cutoff_after_a_forced_test_cutoff():
+    plan = plan_cutoffs(
+        "1997-01-01", "1998-06-30", horizon_days=90, n_train_cutoffs=2, test_cutoff="1998-03-01"
+    )
+    # 1998-04-01 + 90 days = 1998-06-30: matured; 1998-05-01 is not
+    assert plan.refit_through == T("1998-04-01")
+    assert T("1998-04-01") in plan.refit and T("1998-05-01") not in plan.refit
+    cutoffs = plan.all_cutoffs()
+    assert cutoffs == sorted(cutoffs) and len(set(cutoffs)) == len(cutoffs)
+    month_starts = pd.date_range(plan.train[0], "1998-04-01", freq="MS")
+    assert cutoffs == list(month_starts)  # every matured month start from the first on
+
+
+def test_refit_through_is_the_test_cutoff_by_default():
+    plan = plan_cutoffs("2024-01-01", "2024-12-31")
+    assert plan.refit == [] and plan.refit_through == plan.test
+    weekly = plan_cutoffs("2024-01-01", "2024-06-30", spacing_days=14)
+    assert weekly.refit_through == weekly.test
+    assert all(c < weekly.test for c in weekly.refit)

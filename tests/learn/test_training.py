@@ -244,13 +244,13 @@ def test_pipeline_survives_mlflow_skops(
     )
     flavor = yaml.safe_load((path / "MLmodel").read_text())["flavors"]["sklearn"]
     assert flavor["serialization_format"] == "skops"
-    # MLflow 3.17 refuses to deserialise any sklearn model (skops included) without this flag.
-    monkeypatch.setenv("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "true")
-    loaded = mlflow.sklearn.load_model(str(path))
+    # The project's loader (never MLflow's, which needs the pickle flag even for skops).
+    from churn_kfp.registry import loading
+
+    monkeypatch.delenv("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", raising=False)
+    loaded = loading.load_sklearn(path, model_name="m", version="1")
     frame = table[xgb.input_columns]
     assert np.array_equal(loaded.predict_proba(frame), xgb.pipeline.predict_proba(frame))
-    # The pyfunc flavour (what MLServer's MLflow runtime calls) loads through skops as well.
-    import mlflow.pyfunc
-
-    served = mlflow.pyfunc.load_model(str(path)).predict(frame.head(50))
+    # The pyfunc flavour (what MLServer's runtime calls) loads through skops as well.
+    served = loading.load_pyfunc(path, model_name="m", version="1").predict(frame.head(50))
     assert np.array_equal(np.asarray(served), xgb.pipeline.predict(frame.head(50)))

@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
@@ -188,3 +189,124 @@ def test_unreachable_webhook_does_not_raise():
     result = decision.post_webhook(f"http://127.0.0.1:{port}/x", {"a": 1}, timeout_s=2)
     assert result["ok"] is False and result["error"]
     assert decision.post_webhook("ftp://example/x", {})["ok"] is False
+
+
+# --------------------------------------------------------------------------- robust rules
+
+ROBUST = Policy(
+    retrain_threshold=0.0,
+    drift_threshold=0.1,
+    performance_drop=0.05,
+    drift_persistence=2,
+    drift_effect_floor=0.3,
+    backoff_periods=2,
+)
+SMALL_EFFECTS = tuple((f"f{i}", 0.12) for i in range(10))  # 10 features, all drifted a little
+
+
+def drifting(share=0.3, history=(), scores=SMALL_EFFECTS, **others):
+    return Signals(
+        latest_f1=0.76,
+        champion_held_out_f1=0.78,
+        drift_share=share,
+        champion_version="3",
+        column_scores=scores,
+        history=tuple(history),
+        **others,
+    )
+
+
+def period(champion="3", share=0.3, retrained=False, promoted=False, prediction_drift=False):
+    return {
+        "champion": champion,
+        "drift_share": share,
+        "prediction_drift": prediction_drift,
+        "retrained": retrained,
+        "promoted": promoted,
+    }
+
+
+def test_small_drift_waits_for_persistence_and_says_so():
+    result = decide(drifting(), ROBUST)
+    assert result.retrain is False and result.reasons == []
+    (held,) = result.held
+    assert (held["kind"], held["rule"]) == ("drift", "waiting_for_persistence")
+    assert "1 of 2 periods" in held["message"]
+    assert result.evidence["drift_periods"] == 1
+
+
+def test_drift_that_persists_under_the_same_champion_retrains():
+    result = decide(drifting(history=[period()]), ROBUST)
+    assert result.retrain is True
+    assert [(r["kind"], r["rule"]) for r in result.reasons] == [("drift", "persistence")]
+    assert result.evidence["drift_periods"] == 2
+    # drift measured against an earlier champion's reference does not count
+    other = decide(drifting(history=[period(champion="2")]), ROBUST)
+    assert other.retrain is False and other.evidence["drift_periods"] == 1
+    # nor does an earlier period below the threshold
+    calm = decide(drifting(history=[period(share=0.05), period(), period()]), ROBUST)
+    assert calm.retrain is False and calm.evidence["drift_periods"] == 1
+
+
+def test_large_drift_retrains_at_once():
+    large = (*SMALL_EFFECTS[:8], ("a", 0.5), ("b", 0.31))  # 2 of 10 features >= 0.3: 20% > 10%
+    result = decide(drifting(scores=large), ROBUST)
+    assert [(r["kind"], r["rule"]) for r in result.reasons] == [("drift", "effect_size")]
+    assert result.evidence["large_drift_share"] == 0.2
+    one_large = (*SMALL_EFFECTS[:9], ("a", 0.5))  # 10% is not more than the 10% threshold
+    assert decide(drifting(scores=one_large), ROBUST).retrain is False
+
+
+def test_performance_is_judged_against_the_champions_own_held_out_f1():
+    below = decide(Signals(latest_f1=0.72, champion_held_out_f1=0.78), ROBUST)
+    ((kind, rule),) = [(r["kind"], r["rule"]) for r in below.reasons]
+    assert (kind, rule) == ("degradation", "below_champion_held_out")
+    assert "0.720" in below.reasons[0]["message"] and "0.780" in below.reasons[0]["message"]
+    # within the allowed drop, or no held-out F1 known: no degradation
+    assert decide(Signals(latest_f1=0.74, champion_held_out_f1=0.78), ROBUST).retrain is False
+    assert decide(Signals(latest_f1=0.5), ROBUST).retrain is False
+    # the absolute floor is its own rule
+    floor = decide(Signals(latest_f1=0.5), dataclasses.replace(ROBUST, retrain_threshold=0.6))
+    assert [r["rule"] for r in floor.reasons] == ["absolute_floor"]
+
+
+def test_backoff_after_a_retrain_that_did_not_promote():
+    lost = period(retrained=True, promoted=False)
+    result = decide(drifting(history=[period(), lost]), ROBUST)  # lost 2 periods ago
+    assert result.retrain is False and result.reasons == []
+    assert [(h["kind"], h["rule"]) for h in result.held] == [("drift", "backoff")]
+    assert result.evidence["backoff_remaining"] == 1
+    # the back-off ends after backoff_periods periods
+    assert decide(drifting(history=[period(), period(), lost]), ROBUST).retrain is True
+    # a promotion starts no back-off
+    won = period(retrained=True, promoted=True)
+    assert decide(drifting(history=[period(), won]), ROBUST).retrain is True
+    # a performance drop retrains during the back-off
+    dropped = dataclasses.replace(drifting(history=[period(), lost]), latest_f1=0.7)
+    kinds = [r["kind"] for r in decide(dropped, ROBUST).reasons]
+    assert kinds == ["degradation", "drift"]
+
+
+def test_prediction_drift_follows_the_same_rules():
+    signals = drifting(share=0.0, prediction_drift=True, prediction_drift_score=0.15)
+    assert decide(signals, ROBUST).retrain is False
+    persisted = dataclasses.replace(signals, history=(period(prediction_drift=True),))
+    assert [r["rule"] for r in decide(persisted, ROBUST).reasons] == ["persistence"]
+    large = dataclasses.replace(signals, prediction_drift_score=0.4)
+    assert [r["rule"] for r in decide(large, ROBUST).reasons] == ["effect_size"]
+
+
+def test_signals_carry_the_champion_scores_and_history():
+    summary = {
+        "champion": {"version": "4", "held_out_f1": 0.77},
+        "drift": {
+            "share": 0.2,
+            "n_columns": 2,
+            "columns": {"a": {"score": 0.4}, "b": {"score": None}},
+        },
+        "history": [period(champion="4")],
+    }
+    signals = Signals.from_summary(summary)
+    assert signals.champion_version == "4" and signals.champion_held_out_f1 == 0.77
+    assert signals.column_scores == (("a", 0.4),)
+    assert signals.history == (period(champion="4"),)

@@ -55,3 +55,45 @@ def test_immature_cutoffs_are_not_judged(tx):
     assert [iso_date(c) for c in result["cutoff"]] == ["2025-02-01"]
     assert evaluate_matured(late, tx, "2025-03-20", 30).empty
     assert evaluate_matured(early.iloc[0:0], tx, "2025-03-20", 30).empty
+
+
+def test_recent_periods_read_back_what_the_decision_needs(tmp_path):
+    from churn_kfp.data.storage import LocalLandingZone
+    from churn_kfp.loop.monitor import recent_periods
+    from churn_kfp.loop.state import period_key, write_json
+
+    zone = LocalLandingZone(tmp_path / "zone")
+
+    def stored(champion, share, retrain, promoted):
+        return {
+            "champion_before": champion,
+            "drift": {"share": share, "n_columns": 20, "prediction": {"drifted": share > 0.2}},
+            "decision": {"retrain": retrain},
+            "registration": {"promoted": promoted} if retrain else None,
+        }
+
+    write_json(zone, period_key("2025-03"), stored("1", 0.0, False, False))
+    write_json(zone, period_key("2025-05"), stored("1", 0.3, True, False))
+    write_json(zone, period_key("2025-06"), stored("1", 0.1, False, False))
+    history = recent_periods(zone, "2025-07")
+    # newest first; stops at the first month without a summary (2025-04)
+    assert history == [
+        {
+            "period": "2025-06",
+            "champion": "1",
+            "drift_share": 0.1,
+            "prediction_drift": False,
+            "retrained": False,
+            "promoted": False,
+        },
+        {
+            "period": "2025-05",
+            "champion": "1",
+            "drift_share": 0.3,
+            "prediction_drift": True,
+            "retrained": True,
+            "promoted": False,
+        },
+    ]
+    assert recent_periods(zone, "2025-07", limit=1) == history[:1]
+    assert recent_periods(zone, "2025-03") == []

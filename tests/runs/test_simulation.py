@@ -1,9 +1,10 @@
 """A short simulation through kfp.local: structure and determinism-relevant invariants.
 
-Five months of small data: both policies train the same first model on January..April in
-their own worker process, then run the retraining pipeline once, for May. The retrain
-policy's F1 threshold is set to 1.0 so that it retrains (reason: degradation) while the
-frozen policy only reports that it would have.
+Five months of small data: the three arms train the same first model on January..April in
+their own worker process, then run the retraining pipeline once, for May (drifted for the
+retrain and frozen arms, not for the no-drift arm). The absolute F1 floor is set to 1.0 so
+that the retraining arms retrain (reason: degradation, rule: absolute floor) while the frozen
+policy only reports that it would have.
 """
 
 import dataclasses
@@ -15,7 +16,8 @@ from churn_kfp.core.config import Settings
 from churn_kfp.core.protocol import SIMULATION_PROTOCOL
 from churn_kfp.runs import simulation
 
-pytestmark = [pytest.mark.pipeline, pytest.mark.slow]
+# three arms, each trains and then runs the retraining pipeline
+pytestmark = [pytest.mark.pipeline, pytest.mark.slow, pytest.mark.timeout(1500)]
 
 
 @pytest.fixture(scope="module")
@@ -56,24 +58,38 @@ def test_files_and_structure(result):
     (month,) = res["months"]
     assert month["period"] == "2025-05" and month["drifted"] is True
     assert month["new_cutoff"] == "2025-06-01"
-    assert set(month["policies"]) == {"retrain", "frozen"}
+    assert set(month["policies"]) == {"retrain", "frozen", "no_drift"}
     assert set(res["checks"]) == {
         "frozen_f1_drops",
         "drift_detected_within_one_month",
         "retrain_triggered_with_reason",
         "retraining_beats_frozen",
+        "recovers_within_two_months",
+        "no_drift_retrains_at_most_once",
     }
+    assert res["summary"]["no_drift"]["months"] == 1
+    assert res["summary"]["no_drift"]["retrains"] == 1  # the floor of 1.0 always fires
+    assert "recovery_months" in res["summary"]
     table = simulation.format_table(res)
     assert "2025-05" in table and "check retrain_triggered_with_reason: PASS" in table
 
 
-def test_both_policies_start_from_the_same_model(result):
-    _, res = result
-    retrain, frozen = res["training"]["retrain"], res["training"]["frozen"]
-    # trained in two separate processes with the same seed: identical
-    for key in ("test_cutoff", "champion_version", "chosen_model", "f1", "roc_auc"):
-        assert retrain[key] == frozen[key], key
+def test_every_arm_starts_from_the_first_model_in_its_own_registry(result):
+    from mlflow import MlflowClient
+
+    settings, res = result
+    retrain = res["training"]["retrain"]
     assert retrain["champion_version"] == "1"
+    for policy in simulation.POLICIES:
+        arm = simulation.policy_settings(settings.home, policy)
+        client = MlflowClient(tracking_uri=arm.tracking_uri, registry_uri=arm.tracking_uri)
+        versions = client.search_model_versions("name='churn-classifier'")
+        # v1 trained once and copied; the retraining arms registered their challenger after
+        assert "1" in {v.version for v in versions}, policy
+        first = client.get_model_version("churn-classifier", "1")
+        assert first.tags["test_cutoff"] == retrain["test_cutoff"], policy
+    # the served first model learnt the test cutoff's labels too
+    assert retrain["refit_through"] == retrain["test_cutoff"] == "2025-04-01"
 
 
 def test_the_first_month_is_judged_identically_and_only_retrain_retrains(result):
@@ -86,6 +102,7 @@ def test_the_first_month_is_judged_identically_and_only_retrain_retrains(result)
     assert retrain["matured_cutoff"] == "2025-05-01" and retrain["scored_by"] == "1"
     assert retrain["prediction_source"] == "backfill"
     assert retrain["retrained"] is True and "degradation" in retrain["reasons"]
+    assert "absolute_floor" in retrain["rules"]
     assert retrain["challenger_version"] == "2"
     assert retrain["champion_version"] == ("2" if retrain["promoted"] else "1")
     assert frozen["retrained"] is False and frozen["would_retrain"] is True

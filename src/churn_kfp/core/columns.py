@@ -11,6 +11,8 @@ LABEL = "churn"
 
 TRAIN, VALIDATION, TEST = "train", "validation", "test"
 SPLITS = (TRAIN, VALIDATION, TEST)
+REFIT = "refit"
+"""Rows only the served model fits on: matured cutoffs outside the evaluation splits."""
 
 META_COLUMNS = (CUSTOMER_ID, CUTOFF, SPLIT, LABEL)
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = [
+    "POLICY_PARAMETERS",
     "PROTOCOL",
     "RETRAINING_PROTOCOL",
     "SIMULATION_PROTOCOL",
@@ -98,13 +99,23 @@ class Protocol:
             the data covers.
         cutoff_spacing: Grid of the cutoffs: a pandas frequency or a number of days (``14d``).
         n_iter: Hyperparameter settings tried per candidate model.
+        validation_folds: Rolling validation folds that score each setting (1: the
+            validation cutoff alone).
         seed: Random seed (of the synthetic data too, where a run generates it).
         min_f1: Gate: minimum test F1.
         min_roc_auc: Gate: minimum test ROC AUC.
         max_train_test_gap: Gate: largest train-minus-test ROC AUC.
         promotion_margin: How much a new model must beat the champion by.
-        retrain_threshold: Retrain when the latest matured F1 is below this.
-        drift_threshold: Retrain when this share of monitored features drifted.
+        retrain_threshold: Retrain when the latest matured F1 is below this absolute floor
+            (0: off; the relative rule ``performance_drop`` is the default trigger).
+        performance_drop: Retrain when the latest matured F1 is more than this below the
+            champion's own held-out test F1.
+        drift_threshold: Drift counts when this share of monitored features drifted.
+        drift_persistence: Drift retrains once it lasted this many consecutive periods.
+        drift_effect_floor: ... or at once when more than ``drift_threshold`` of the features
+            moved by at least this effect size (normed Wasserstein / Jensen-Shannon distance).
+        backoff_periods: After a retrain that did not promote, drift alone does not retrain
+            for this many periods (a performance drop still does).
         prediction_drift_triggers: Whether drift of the champion's scores alone retrains.
         candidate_models: Models trained in parallel; the best on validation is kept.
     """
@@ -140,6 +151,11 @@ class Protocol:
         "search iterations per model",
         help_in={"retrain": _LOOP_N_ITER, "simulate": _LOOP_N_ITER},
     )
+    validation_folds: int = _parameter(
+        2,
+        "--validation-folds",
+        "rolling validation folds that choose the model and its hyperparameters",
+    )
     seed: int = _parameter(
         42,
         "--seed",
@@ -168,10 +184,30 @@ class Protocol:
         help_in={"retrain": "promotion margin"},
     )
     retrain_threshold: float = _parameter(
-        0.8, "--retrain-threshold", "retrain when the latest matured F1 is below this"
+        0.0,
+        "--retrain-threshold",
+        "retrain when the latest matured F1 is below this absolute floor (0: off)",
+    )
+    performance_drop: float = _parameter(
+        0.05,
+        "--performance-drop",
+        "retrain when the matured F1 falls more than this below the champion's held-out F1",
     )
     drift_threshold: float = _parameter(
-        0.3, "--drift-threshold", "retrain when this share of monitored features drifted"
+        0.3, "--drift-threshold", "drift counts when this share of monitored features drifted"
+    )
+    drift_persistence: int = _parameter(
+        2, "--drift-persistence", "drift retrains after this many consecutive periods"
+    )
+    drift_effect_floor: float = _parameter(
+        0.2,
+        "--drift-effect-floor",
+        "drift retrains at once when enough features moved by this effect size (distance)",
+    )
+    backoff_periods: int = _parameter(
+        2,
+        "--backoff-periods",
+        "after a retrain that did not promote, drift alone waits this many periods",
     )
     prediction_drift_triggers: bool = _parameter(
         True,
@@ -203,15 +239,27 @@ RETRAINING_PROTOCOL = dataclasses.replace(PROTOCOL, n_iter=4)
 SIMULATION_PROTOCOL = dataclasses.replace(
     PROTOCOL,
     n_iter=2,
+    validation_folds=1,
     n_train_cutoffs=2,
     min_f1=0.4,
     min_roc_auc=0.65,
     max_train_test_gap=0.2,
-    retrain_threshold=0.65,
-    drift_threshold=0.1,
+    drift_threshold=0.05,
+    candidate_models=("xgboost",),
 )
-"""The defaults of ``churn simulate``: small searches (it trains many times) and a gate and
-policy tuned to its small synthetic months."""
+"""The defaults of ``churn simulate``: small searches of one model (it trains many times), a
+gate and a drift share tuned to its small synthetic months."""
+
+
+POLICY_PARAMETERS = (
+    "retrain_threshold",
+    "performance_drop",
+    "drift_threshold",
+    "drift_persistence",
+    "drift_effect_floor",
+    "backoff_periods",
+)
+"""The thresholds of the retraining decision (``prediction_drift_triggers`` is a switch)."""
 
 
 def option_of(name: str) -> Option:

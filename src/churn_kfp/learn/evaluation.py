@@ -48,6 +48,7 @@ __all__ = [
     "model_importance",
     "permutation_rows",
     "recency_baseline_scores",
+    "served_model_summary",
 ]
 
 LEAKAGE_AUC = 0.97
@@ -68,10 +69,12 @@ Evaluation protocol.
    cutoff grid), so a candidate is chosen on a period its training labels have not seen.
 2. Model selection on validation only. Each candidate (XGBoost, logistic regression, random
    forest) is tuned by a seeded random search fitted on train and scored by ROC AUC on
-   validation; its decision threshold maximises F1 on validation; the chosen parameters are then
-   refitted on train + validation with that threshold kept. The champion is the candidate with
-   the best validation ROC AUC (ties: PR AUC). The test split is never used to choose anything;
-   it only reports.
+   validation, averaged over rolling validation folds when there are several (each older
+   fold validates on an earlier training cutoff and fits on the cutoffs before it, with the
+   same label gap); its decision threshold maximises F1 on validation; the chosen parameters
+   are then refitted on train + validation with that threshold kept (the held-out fit). The
+   champion is the candidate with the best (mean) validation ROC AUC (ties: PR AUC). The
+   test split is never used to choose anything; it only reports.
 3. Baselines on the same splits: "recency only" (the score is the days since the last purchase,
    threshold tuned on validation) and logistic regression. A model that does not beat recency
    alone on validation adds little.
@@ -82,6 +85,11 @@ Evaluation protocol.
    means a feature leaks the label, and is flagged.
 5. Importance: the model's own importances (gain / impurity / |coefficient| on standardised
    inputs) and seeded permutation importance (drop in ROC AUC) on up to 2,000 test rows.
+6. The served model. Every figure above is the held-out fit's, which never saw the test
+   cutoff's labels. The model that is registered and served is then refit with the chosen
+   hyperparameters on every cutoff whose label window has closed by the end of the data (the
+   test cutoff included; its newest is "refit through"), with a threshold tuned the same way
+   one step later (the held-out fit's scores on the newest cutoff).
 """
 
 
@@ -283,10 +291,16 @@ def _unique_names(candidates: Sequence[TrainedCandidate]) -> list[str]:
     return names
 
 
-def _selection_key(metrics: dict[str, Any]) -> tuple[float, float]:
-    roc = metrics.get(SELECTION_METRIC)
-    pr = metrics.get("pr_auc")
-    return (-math.inf if roc is None else roc, -math.inf if pr is None else pr)
+def _choice_score(result: dict[str, Any]) -> float | None:
+    """The score that chooses between candidates: the rolling-CV mean, else validation."""
+    cv = result.get("cv_score")
+    return cv if cv is not None else result["validation"].get(SELECTION_METRIC)
+
+
+def _selection_key(result: dict[str, Any]) -> tuple[float, float]:
+    score = _choice_score(result)
+    pr = result["validation"].get("pr_auc")
+    return (-math.inf if score is None else score, -math.inf if pr is None else pr)
 
 
 def _curves(y: np.ndarray, scores: np.ndarray) -> dict[str, Any]:
@@ -300,6 +314,41 @@ def _curves(y: np.ndarray, scores: np.ndarray) -> dict[str, Any]:
 
 def _fmt(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3f}"
+
+
+def served_model_summary(
+    served: TrainedCandidate, held_out: TrainedCandidate, table: pd.DataFrame
+) -> dict[str, Any]:
+    """What the served model was fit on, beside the held-out fit the metrics come from.
+
+    Args:
+        served: :func:`~churn_kfp.learn.training.refit_on_matured` of ``held_out``.
+        held_out: The chosen candidate as evaluated.
+        table: The labelled table of the run.
+
+    Returns:
+        ``refit_on``, ``refit_through``, ``cutoffs`` (ISO, oldest first), ``rows``,
+        ``threshold`` (tuned on the newest cutoff by the held-out fit) and the held-out
+        fit's ``held_out_threshold`` and ``held_out_cutoffs``.
+    """
+    fit_on = pd.to_datetime(table[columns.CUTOFF])
+    split = table[columns.SPLIT]
+    held_out_rows = split.isin([columns.TRAIN, columns.VALIDATION])
+    if held_out.refit_on != "train+validation":
+        held_out_rows = split == columns.TRAIN
+    return {
+        "refit_on": served.refit_on,
+        "refit_through": served.refit_through,
+        "cutoffs": _iso_dates(fit_on),
+        "rows": int(served.n_rows.get("fit", len(table))),
+        "threshold": served.threshold,
+        "held_out_threshold": held_out.threshold,
+        "held_out_cutoffs": _iso_dates(fit_on[held_out_rows]),
+    }
+
+
+def _iso_dates(cutoffs: pd.Series) -> list[str]:
+    return [pd.Timestamp(c).date().isoformat() for c in sorted(cutoffs.unique())]
 
 
 def evaluate_candidates(
@@ -361,6 +410,8 @@ def evaluate_candidates(
             "threshold": cand.threshold,
             "fit_seconds": cand.fit_seconds,
             "refit_on": cand.refit_on,
+            "cv_score": cand.cv_score,
+            "n_folds": cand.n_folds,
             "validation": dict(cand.validation_metrics),
             "test": test_metrics,
             "train": train_metrics,
@@ -401,16 +452,16 @@ def evaluate_candidates(
         }
         curves["baseline_" + LR_BASELINE] = _curves(y_test, proba)
 
-    best = max(
-        range(len(names)), key=lambda i: (_selection_key(results[names[i]]["validation"]), -i)
-    )
+    best = max(range(len(names)), key=lambda i: (_selection_key(results[names[i]]), -i))
     champion = names[best]
     chosen = candidates[best]
     champ_val = results[champion]["validation"]
+    folds = max(c.n_folds for c in candidates)
+    over = f" (mean over {folds} rolling validation folds)" if folds > 1 else ""
     reason = (
-        f"highest validation {SELECTION_METRIC} ({_fmt(champ_val.get(SELECTION_METRIC))}) "
-        f"among {len(names)} candidate(s): "
-        + ", ".join(f"{n} {_fmt(results[n]['validation'].get(SELECTION_METRIC))}" for n in names)
+        f"highest validation {SELECTION_METRIC}{over} ({_fmt(_choice_score(results[champion]))})"
+        f" among {len(names)} candidate(s): "
+        + ", ".join(f"{n} {_fmt(_choice_score(results[n]))}" for n in names)
         + ". The test split played no part in the choice."
     )
     if RECENCY_BASELINE in baselines:

@@ -11,7 +11,7 @@ features component writes.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
@@ -40,18 +40,27 @@ class CutoffPlan:
     Attributes:
         train: Training cutoffs, oldest first (the validation cutoff is not among them).
         validation: The validation cutoff (later than every training cutoff).
-        test: The test cutoff; every other cutoff's label window ends by it.
+        test: The test cutoff; every training and validation cutoff's label window ends by it.
         horizon_days: Length of the label window after each cutoff.
+        refit: The other matured grid cutoffs from the first training cutoff on (between the
+            splits, or after the test cutoff), oldest first: only the served model, refit
+            on every matured cutoff, trains on them.
     """
 
     train: list[pd.Timestamp]
     validation: pd.Timestamp
     test: pd.Timestamp
     horizon_days: int
+    refit: list[pd.Timestamp] = field(default_factory=list)
 
     def all_cutoffs(self) -> list[pd.Timestamp]:
-        """Returns every cutoff, oldest first (training, validation, test)."""
-        return [*self.train, self.validation, self.test]
+        """Returns every cutoff of the plan, oldest first."""
+        return sorted([*self.train, self.validation, self.test, *self.refit])
+
+    @property
+    def refit_through(self) -> pd.Timestamp:
+        """The latest cutoff whose label window has closed: the served model's newest labels."""
+        return max([self.test, *self.refit])
 
     def split_of(self, cutoff: Any) -> str:
         """Returns the split (``columns.TRAIN``/``VALIDATION``/``TEST``) a cutoff belongs to.
@@ -69,6 +78,8 @@ class CutoffPlan:
             return columns.VALIDATION
         if ts in self.train:
             return columns.TRAIN
+        if ts in self.refit:
+            return columns.REFIT
         raise ValueError(
             f"cutoff {iso(ts)} is not in the plan "
             f"(cutoffs: {', '.join(iso(c) for c in self.all_cutoffs())})"
@@ -81,6 +92,8 @@ class CutoffPlan:
             "validation": iso(self.validation),
             "test": iso(self.test),
             "horizon_days": int(self.horizon_days),
+            "refit": [iso(c) for c in self.refit],
+            "refit_through": iso(self.refit_through),
         }
 
     @classmethod
@@ -91,6 +104,7 @@ class CutoffPlan:
             validation=to_timestamp(data["validation"]),
             test=to_timestamp(data["test"]),
             horizon_days=int(data["horizon_days"]),
+            refit=[to_timestamp(c) for c in data.get("refit", [])],
         )
 
 
@@ -257,13 +271,29 @@ def plan_cutoffs(
         )
     validation = candidates[-1]
     eligible_train = candidates[: len(candidates) - gap]
-    train = list(eligible_train[-n_train_cutoffs:])
+    train = [to_timestamp(c) for c in eligible_train[-n_train_cutoffs:]]
+    planned = {*train, to_timestamp(validation), to_timestamp(test)}
+    matured = _matured_grid(train[0], data_end, horizon_days, spacing, spacing_days)
     return CutoffPlan(
-        train=[to_timestamp(c) for c in train],
+        train=train,
         validation=to_timestamp(validation),
         test=to_timestamp(test),
         horizon_days=int(horizon_days),
+        refit=[c for c in matured if c not in planned],
     )
+
+
+def _matured_grid(
+    first: pd.Timestamp, data_end: Any, horizon_days: int, spacing: str, spacing_days: int | None
+) -> list[pd.Timestamp]:
+    """The grid dates from ``first`` on whose label window has closed, oldest first."""
+    end_excl = observed_until(data_end)
+    if spacing_days is not None:
+        step = pd.Timedelta(days=spacing_days)
+        dates = [first + k * step for k in range(int((end_excl - first) / step) + 1)]
+    else:
+        dates = list(pd.date_range(first, end_excl, freq=spacing))
+    return [to_timestamp(d) for d in dates if label_window_closed(d, data_end, horizon_days)]
 
 
 def label_gap_steps(horizon_days: int, step_days: int) -> int:

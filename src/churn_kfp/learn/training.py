@@ -15,7 +15,13 @@ Protocol (also described in :data:`churn_kfp.learn.evaluation.PROTOCOL`):
    freshest data, which matters more under churn drift than the small shift of the score
    distribution between the train-only fit (where the threshold was tuned) and the refit.
    The reported ``validation_metrics`` therefore come from the train-only fit (an honest
-   out-of-sample estimate); the refitted model is judged on the test split only.
+   out-of-sample estimate); the refitted model is judged on the test split only. This is
+   the *held-out fit*: it never sees the test cutoff's labels, so its test metrics are
+   honest.
+4. The model that is registered and served is refit once more, with the chosen
+   hyperparameters, on every cutoff whose label window has closed (the test cutoff
+   included), see :func:`refit_on_matured`: it learns from the freshest labels the data
+   allow, which is what a model serving the next period needs under drift.
 
 Speed: the default search (8 parameter sets per candidate + refit) of all three candidates on
 ~20k training rows x ~30 features costs ~45 CPU-seconds, i.e. ~25 s on two free cores. XGBoost
@@ -33,6 +39,7 @@ can serve it. Models are passed between pipeline steps with :func:`save_candidat
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import time
@@ -61,11 +68,14 @@ from churn_kfp.learn.metrics import classification_metrics, safe_average_precisi
 __all__ = [
     "CANDIDATES",
     "CANDIDATE_FILE",
+    "DEFAULT_FOLDS",
     "DEFAULT_MIN_FREQUENCY",
     "MAX_BOOSTING_BUDGET",
     "N_JOBS",
     "PIPELINE_FILE",
+    "HELD_OUT_DIR",
     "REFIT_ON",
+    "SERVED_REFIT_ON",
     "SELECTION_METRIC",
     "SKOPS_TRUSTED_TYPES",
     "TrainedCandidate",
@@ -74,6 +84,9 @@ __all__ = [
     "feature_types",
     "fit_candidate",
     "load_candidate",
+    "newest_cutoff_rows",
+    "refit_on_matured",
+    "rolling_folds",
     "save_candidate",
     "search_space",
     "split_frames",
@@ -83,10 +96,17 @@ __all__ = [
 
 CANDIDATES = ("xgboost", "logistic_regression", "random_forest")
 
+DEFAULT_FOLDS = 1
+"""Rolling validation folds of :func:`rolling_folds` unless told otherwise."""
+
 SELECTION_METRIC = "roc_auc"
 """The validation metric that picks parameters here and the champion in evaluation."""
 
 REFIT_ON = "train+validation"
+SERVED_REFIT_ON = "every matured cutoff"
+"""``refit_on`` of the served model (:func:`refit_on_matured`)."""
+HELD_OUT_DIR = "held_out"
+"""Subfolder of a saved served model holding the held-out fit it was refit from."""
 
 N_JOBS = 2
 """Threads per XGBoost / random-forest fit (override with ``params["n_jobs"]``)."""
@@ -173,10 +193,15 @@ class TrainedCandidate:
         fit_seconds: Wall time of the whole search, threshold tuning and refit.
         feature_names: ``(numeric, categorical)`` raw input column names.
         selection_metric: Name of the validation metric behind ``score``.
-        refit_on: Which rows fitted ``pipeline``: ``"train+validation"`` or ``"train"``.
+        refit_on: Which rows fitted ``pipeline``: ``"train+validation"``, ``"train"`` or
+            :data:`SERVED_REFIT_ON`.
         validation_source: ``"split"`` or how a missing validation split was replaced.
         n_rows: Row counts used: ``train``, ``validation``, ``fit``.
         seed: Random seed of the search and the models.
+        refit_through: The newest cutoff ``pipeline`` was fit on (served models only).
+        cv_score: Mean validation ROC AUC of the chosen parameters over the rolling folds
+            (what chose them, and what chooses between candidates).
+        n_folds: Rolling validation folds that scored the parameters.
     """
 
     model_type: str
@@ -192,6 +217,9 @@ class TrainedCandidate:
     validation_source: str = "split"
     n_rows: dict[str, int] = field(default_factory=dict)
     seed: int = 0
+    refit_through: str = ""
+    cv_score: float | None = None
+    n_folds: int = 1
 
     @property
     def numeric_features(self) -> list[str]:
@@ -399,6 +427,38 @@ def split_frames(table: pd.DataFrame, seed: int = 0) -> tuple[pd.DataFrame, pd.D
     return train[~mask], train[mask], "random 20% of train"
 
 
+def rolling_folds(
+    train: pd.DataFrame, validation: pd.DataFrame, n_folds: int = DEFAULT_FOLDS
+) -> list[tuple[pd.DataFrame, pd.DataFrame]]:
+    """Rolling-origin validation folds, newest first: ``(fit rows, validation rows)``.
+
+    The first fold is the plan's own (training cutoffs, validation cutoff). Each further
+    fold moves the validation cutoff back to the next older training cutoff and fits on the
+    training cutoffs at least as far before it as the plan's training cutoffs are before
+    the validation cutoff (so no fold's training labels reach into its validation period,
+    as in the plan). Folds without two classes on both sides are left out.
+
+    Args:
+        train: Training rows (``cutoff``, ``churn``).
+        validation: Validation rows (one cutoff).
+        n_folds: Most folds (1: the plan's split only).
+    """
+    folds = [(train, validation)]
+    if n_folds <= 1 or validation.empty:
+        return folds
+    train_cutoffs = pd.to_datetime(train[columns.CUTOFF])
+    ordered = sorted(train_cutoffs.unique())
+    gap = pd.Timestamp(pd.to_datetime(validation[columns.CUTOFF]).min()) - ordered[-1]
+    for held in reversed(ordered):
+        if len(folds) >= n_folds:
+            break
+        fit = train[train_cutoffs <= held - gap]
+        rows = train[train_cutoffs == held]
+        if fit[columns.LABEL].nunique() == 2 and rows[columns.LABEL].nunique() == 2:
+            folds.append((fit, rows))
+    return folds
+
+
 def train_candidate(
     table: pd.DataFrame,
     model_type: str,
@@ -406,6 +466,7 @@ def train_candidate(
     seed: int = 0,
     time_budget_s: float | None = None,
     refit: bool = True,
+    n_folds: int = 1,
 ) -> TrainedCandidate:
     """Random-searches, threshold-tunes and refits one candidate (see the module docstring).
 
@@ -418,6 +479,8 @@ def train_candidate(
             (at least one is always fitted).
         refit: Refit the best parameters on train + validation (default) or keep the
             train-only fit.
+        n_folds: Rolling validation folds that score each parameter set
+            (:func:`rolling_folds`; 1: the validation cutoff only).
 
     Returns:
         The fitted :class:`TrainedCandidate`.
@@ -428,7 +491,7 @@ def train_candidate(
     space = search_space(model_type)
     size = math.prod(len(values) for values in space.values())
     sampled = list(ParameterSampler(space, n_iter=min(n_iter, size), random_state=seed))
-    return _train(table, model_type, sampled, seed, time_budget_s, refit)
+    return _train(table, model_type, sampled, seed, time_budget_s, refit, n_folds)
 
 
 def fit_candidate(
@@ -462,6 +525,7 @@ def _train(
     seed: int,
     time_budget_s: float | None,
     refit: bool,
+    n_folds: int = 1,
 ) -> TrainedCandidate:
     started = time.perf_counter()
     numeric, categorical = feature_types(table)
@@ -473,6 +537,7 @@ def _train(
         raise ValueError(
             f"the training rows hold a single class ({int(y_train[0])}): cannot fit a classifier"
         )
+    folds = rolling_folds(train, validation, n_folds) if source == "split" else []
 
     results: list[dict[str, Any]] = []
     best: tuple[float, float, int] | None = None
@@ -488,12 +553,19 @@ def _train(
         )
         pipe.fit(train[inputs], y_train)
         proba = pipe.predict_proba(validation[inputs])[:, 1]
-        score = safe_roc_auc(y_val, proba)
+        fold_scores = [safe_roc_auc(y_val, proba)]
+        for fit_rows, held_rows in folds[1:]:
+            fold_scores.append(
+                _fold_score(model_type, numeric, categorical, params, seed, fit_rows, held_rows)
+            )
+        defined = [v for v in fold_scores if v is not None]
+        score = float(np.mean(defined)) if defined else None
         pr_auc = safe_average_precision(y_val, proba)
         results.append(
             {
                 "params": jsonable(params),
                 "score": score,
+                "fold_scores": fold_scores,
                 "pr_auc": pr_auc,
                 "seconds": round(time.perf_counter() - t0, 3),
             }
@@ -510,6 +582,7 @@ def _train(
     best_params = dict(param_list[best_index])
     threshold = tune_threshold(y_val, best_proba)
     validation_metrics = classification_metrics(y_val, best_proba, threshold)
+    cv_score = results[best_index]["score"]
 
     pipeline = best_pipe
     refit_on = "train"
@@ -536,6 +609,77 @@ def _train(
         validation_source=source,
         n_rows={"train": len(train), "validation": len(validation), "fit": fit_rows},
         seed=seed,
+        cv_score=cv_score,
+        n_folds=max(1, len(folds)),
+    )
+
+
+def _fold_score(
+    model_type: str,
+    numeric: list[str],
+    categorical: list[str],
+    params: dict[str, Any],
+    seed: int,
+    fit_rows: pd.DataFrame,
+    held_rows: pd.DataFrame,
+) -> float | None:
+    """Validation ROC AUC of one parameter set on one earlier rolling fold."""
+    y_fit = fit_rows[columns.LABEL].to_numpy().astype(int)
+    pipe = build_pipeline(
+        model_type, numeric, categorical, _fit_params(model_type, params, y_fit), seed
+    )
+    pipe.fit(fit_rows[numeric + categorical], y_fit)
+    proba = pipe.predict_proba(held_rows[numeric + categorical])[:, 1]
+    return safe_roc_auc(held_rows[columns.LABEL].to_numpy().astype(int), proba)
+
+
+def newest_cutoff_rows(table: pd.DataFrame) -> pd.DataFrame:
+    """The rows of the latest cutoff of a labelled table (where champion and challenger meet)."""
+    cutoffs = pd.to_datetime(table[columns.CUTOFF])
+    return table[cutoffs == cutoffs.max()]
+
+
+def refit_on_matured(held_out: TrainedCandidate, table: pd.DataFrame) -> TrainedCandidate:
+    """The model to serve: the held-out fit's hyperparameters refit on every labelled row.
+
+    ``table`` holds every cutoff whose label window has closed (the test cutoff and the
+    plan's ``refit`` cutoffs included). The threshold procedure is the held-out fit's, one
+    step later: the held-out fit scores the newest cutoff, whose labels it never trained on,
+    and the threshold that maximises F1 there is the served model's (the held-out fit's own
+    was tuned on validation by the fit before it). The held-out fit's metrics stay the
+    honest estimate; nothing here is scored on rows it trained on.
+
+    Args:
+        held_out: The chosen candidate as evaluated (fit on train + validation).
+        table: The labelled table of the run (all splits).
+
+    Returns:
+        A candidate with ``refit_on`` :data:`SERVED_REFIT_ON`, ``refit_through`` the newest
+        cutoff and ``n_rows["fit"]`` the rows it was fit on.
+    """
+    started = time.perf_counter()
+    newest = newest_cutoff_rows(table)
+    threshold = tune_threshold(
+        newest[columns.LABEL].to_numpy().astype(int), held_out.predict_proba(newest)
+    )
+    numeric, categorical = held_out.feature_names
+    y_fit = table[columns.LABEL].to_numpy().astype(int)
+    pipeline = build_pipeline(
+        held_out.model_type,
+        numeric,
+        categorical,
+        _fit_params(held_out.model_type, held_out.params, y_fit),
+        held_out.seed,
+    )
+    pipeline.fit(table[held_out.input_columns], y_fit)
+    return dataclasses.replace(
+        held_out,
+        pipeline=pipeline,
+        threshold=threshold,
+        fit_seconds=round(time.perf_counter() - started, 3),
+        refit_on=SERVED_REFIT_ON,
+        refit_through=pd.Timestamp(newest[columns.CUTOFF].iloc[0]).date().isoformat(),
+        n_rows={**held_out.n_rows, "fit": len(table), "threshold": len(newest)},
     )
 
 
@@ -577,6 +721,9 @@ def save_candidate(candidate: TrainedCandidate, directory: str | Path) -> Path:
         "validation_source": candidate.validation_source,
         "n_rows": candidate.n_rows,
         "seed": candidate.seed,
+        "refit_through": candidate.refit_through,
+        "cv_score": candidate.cv_score,
+        "n_folds": candidate.n_folds,
         "versions": {"xgboost": xgboost.__version__, "scikit-learn": _sklearn_version()},
     }
     (out / CANDIDATE_FILE).write_text(json.dumps(jsonable(meta), indent=2, allow_nan=False))
@@ -603,6 +750,9 @@ def load_candidate(directory: str | Path) -> TrainedCandidate:
         validation_source=meta.get("validation_source", "split"),
         n_rows=meta.get("n_rows", {}),
         seed=int(meta.get("seed", 0)),
+        refit_through=str(meta.get("refit_through", "")),
+        cv_score=meta.get("cv_score"),
+        n_folds=int(meta.get("n_folds", 1)),
     )
 
 

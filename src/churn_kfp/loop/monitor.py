@@ -45,14 +45,63 @@ from churn_kfp.loop.state import (
     empty_performance,
     make_predictions,
     performance_records,
+    period_key,
     prediction_index,
+    read_json,
     read_performance,
     read_predictions,
     to_json,
 )
 from churn_kfp.registry.champion import Champion
 
-__all__ = ["evaluate_matured", "labels_for", "monitor"]
+__all__ = [
+    "HELD_OUT_F1_TAG",
+    "HISTORY_PERIODS",
+    "evaluate_matured",
+    "labels_for",
+    "monitor",
+    "recent_periods",
+]
+
+HELD_OUT_F1_TAG = "metric.test.f1"
+"""The model-version tag with a version's held-out test F1 (set at registration)."""
+
+HISTORY_PERIODS = 12
+"""Earlier periods a monitoring summary carries for the decision's persistence and back-off."""
+
+
+def recent_periods(
+    zone: LandingZone, period: str, limit: int = HISTORY_PERIODS
+) -> list[dict[str, Any]]:
+    """What the decision needs of the periods before ``period``, newest first.
+
+    Reads the stored period summaries back from the month before ``period``; stops at the
+    first month without one (the loop's history is contiguous) or after ``limit`` months.
+
+    Returns:
+        ``period``, ``champion`` (monitored), ``drift_share``, ``prediction_drift``,
+        ``retrained`` and ``promoted`` per period.
+    """
+    history = []
+    month = pd.Period(period, freq="M")
+    for _ in range(limit):
+        month -= 1
+        stored = read_json(zone, period_key(str(month)))
+        if not stored:
+            break
+        drift = stored.get("drift") or {}
+        registration = stored.get("registration") or {}
+        history.append(
+            {
+                "period": str(month),
+                "champion": str(stored.get("champion_before") or ""),
+                "drift_share": drift.get("share") if drift.get("n_columns") else None,
+                "prediction_drift": bool((drift.get("prediction") or {}).get("drifted")),
+                "retrained": bool((stored.get("decision") or {}).get("retrain")),
+                "promoted": bool(registration.get("promoted")),
+            }
+        )
+    return history
 
 
 def evaluate_matured(
@@ -128,6 +177,13 @@ def labels_for(
     if part.empty:
         return pd.DataFrame(columns=[columns.CUSTOMER_ID, columns.CUTOFF, columns.LABEL])
     return label_churn(part, transactions, horizon_days, data_end)
+
+
+def _tag_float(value: str | None) -> float | None:
+    try:
+        return float(value) if value else None
+    except ValueError:
+        return None
 
 
 def _nan(value: Any) -> float:
@@ -283,6 +339,8 @@ def monitor(
             "version": champion.version,
             "threshold": champion.threshold,
             "covered_month": covered,
+            "held_out_f1": _tag_float(champion.tags.get(HELD_OUT_F1_TAG)),
+            "refit_through": champion.tags.get("refit_through"),
         },
         "scored": {
             "cutoff": plan.new_cutoff,
@@ -299,6 +357,7 @@ def monitor(
         "latest_matured": latest,
         "drift": result.to_dict() | {"target": target, "monitored_columns": monitored},
         "reference": {"rows": int(len(reference)), "source": reference_source},
+        "history": recent_periods(zone, plan.period),
     }
     (out / "summary.json").write_text(to_json(summary))
     return summary

@@ -15,8 +15,12 @@ whole registration step of the pipelines:
    decides; ties keep the champion;
 4. :func:`promote` moves the alias, as the very last write.
 
-A failed gate, a lost comparison or an exception anywhere before step 4 leaves the alias
-where it was; the new version then simply stays un-aliased in the registry.
+A failed gate or a lost comparison leaves the alias where it was; the new version then
+stays un-aliased in the registry, with its decision tags. An exception after step 1 deletes
+the new version (a failed run registers nothing) and leaves the alias where it was. A
+champion that cannot be loaded (files missing or corrupt, or refused as not skops by
+:mod:`churn_kfp.registry.loading`) counts as no champion: the candidate is judged by the
+gate alone and the decision reason names the problem.
 
 What the registered model returns: it is logged with ``pyfunc_predict_fn="predict_proba"``,
 so ``mlflow.pyfunc.load_model(uri).predict(frame)`` (and therefore ``mlflow models serve``,
@@ -41,6 +45,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import json
 import logging
 import math
 import numbers
@@ -59,6 +64,7 @@ from churn_kfp.core.columns import LABEL, feature_columns
 from churn_kfp.core.config import CHAMPION_ALIAS, EXPERIMENT_NAME, MODEL_NAME
 from churn_kfp.registry.champion import champion, load_version
 from churn_kfp.registry.contract import (
+    EXAMPLE_PROBABILITIES_TAG,
     THRESHOLD_TAG,
     MissingInputColumnsError,
     positive_class_proba,
@@ -72,6 +78,7 @@ from churn_kfp.registry.gate import (
     gate,
     metric_value,
 )
+from churn_kfp.registry.loading import UnloadableModelError
 
 __all__ = [
     "MODEL_ARTIFACT_NAME",
@@ -311,6 +318,7 @@ def log_and_register(
         warnings.filterwarnings("ignore", message=_INTEGER_HINT, category=UserWarning)
         signature = infer_signature(features, np.asarray(pipeline.predict_proba(features)))
     example = features.head(_EXAMPLE_ROWS)
+    example_probabilities = positive_class_proba(pipeline.predict_proba(example))
 
     flat_params = {k: _param_value(v) for k, v in flatten(params).items()}
     flat_params[THRESHOLD_TAG] = float(threshold)
@@ -319,6 +327,7 @@ def log_and_register(
     version_tags = {
         **lineage_tags,
         THRESHOLD_TAG: repr(float(threshold)),
+        EXAMPLE_PROBABILITIES_TAG: json.dumps([float(p) for p in example_probabilities]),
         **{
             f"{METRIC_TAG_PREFIX}{k}": repr(v)
             for k, v in flat_metrics.items()
@@ -350,14 +359,58 @@ def log_and_register(
         # register_model (rather than log_model's registered_model_name) creates the version
         # with its lineage tags in one call.
         version = mlflow.register_model(info.model_uri, model_name, tags=version_tags)
-        mlflow.set_tag("registered_version", version.version)
+        with discarded_on_failure(model_name, str(version.version), run.info.run_id):
+            mlflow.set_tag("registered_version", version.version)
+            artifact_uri = mlflow.get_logged_model(info.model_id).artifact_location
     return RegisteredModel(
         run_id=run.info.run_id,
         model_id=info.model_id,
         version=str(version.version),
         model_uri=f"models:/{model_name}/{version.version}",
-        artifact_uri=mlflow.get_logged_model(info.model_id).artifact_location,
+        artifact_uri=artifact_uri,
     )
+
+
+@contextlib.contextmanager
+def discarded_on_failure(model_name: str, version: str, run_id: str) -> Iterator[None]:
+    """Deletes a just-registered version when the block fails (then re-raises).
+
+    A failed run registers nothing: no half-registered version without its decision tags
+    is left to look usable. The MLflow run keeps its artifacts and gets a
+    ``registration_failed`` tag naming the error. A version the champion alias already
+    points to is kept.
+    """
+    try:
+        yield
+    except BaseException as exc:
+        _discard_version(model_name, version, run_id, f"{type(exc).__name__}: {exc}")
+        raise
+
+
+def _discard_version(model_name: str, version: str, run_id: str, error: str) -> None:
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    try:
+        current = champion(model_name)
+        if current is not None and str(current.version) == version:
+            return
+        client.delete_model_version(model_name, version)
+        client.set_tag(run_id, "registration_failed", error[:_MAX_TAG_CHARS])
+        logger.warning(
+            "deleted %s version %s: the registration step failed (%s)", model_name, version, error
+        )
+    except Exception as cleanup_error:
+        logger.error(
+            "%s version %s is left half-registered (the step failed: %s; deleting it failed: "
+            "%s): delete it with MlflowClient().delete_model_version(%r, %r)",
+            model_name,
+            version,
+            error,
+            cleanup_error,
+            model_name,
+            version,
+        )
 
 
 def promote(version: str, model_name: str = MODEL_NAME, reason: str = "") -> str | None:
@@ -415,13 +468,19 @@ def register_and_decide(
     run_name: str | None = None,
     skops_trusted_types: list[str] | None = None,
     label_column: str = LABEL,
+    challenger: tuple[Any, float] | None = None,
 ) -> dict[str, Any]:
     """Registers a candidate and promotes it if it passes the gate and beats the champion.
 
     The candidate (in memory) and the champion (loaded from the registry, as served) score
     the same ``test_frame`` rows, each with its own tuned threshold, on
     ``gate_config.metric``. A champion whose input schema needs columns the rows lack cannot
-    be compared and is replaced by a candidate that passed the gate.
+    be compared and is replaced by a candidate that passed the gate; so is a champion whose
+    files cannot be loaded or are refused (not skops): the decision reason says why. An
+    error after the version is registered deletes it again (:func:`discarded_on_failure`).
+    With ``challenger``, that fit scores the rows in the candidate's place (a held-out fit
+    that never trained on them, while ``pipeline``, refit on them too, is what gets
+    registered and promoted).
 
     Args:
         pipeline: Fitted candidate (see :func:`log_and_register`).
@@ -440,6 +499,8 @@ def register_and_decide(
         run_name: MLflow run name.
         skops_trusted_types: See :func:`log_and_register`.
         label_column: Label column of ``test_frame``.
+        challenger: ``(fitted model, threshold)`` compared with the champion instead of
+            ``pipeline`` and ``threshold``.
 
     Returns:
         A JSON-serialisable dict with ``model_name``, ``model_version``, ``champion_version``
@@ -448,13 +509,12 @@ def register_and_decide(
         ``champion_metric``, ``candidate_metric``, ``threshold``, ``run_id``, ``model_id``,
         ``model_uri`` and ``artifact_uri``.
     """
-    from mlflow import MlflowClient
-
     config = gate_config or GateConfig()
     if label_column not in test_frame.columns:
         raise ValueError(f"test_frame has no label column {label_column!r}")
     y_true = test_frame[label_column].to_numpy()
-    candidate_inputs = _model_inputs(pipeline, test_frame)  # fail before registering anything
+    compared, compared_threshold = challenger or (pipeline, threshold)
+    candidate_inputs = _model_inputs(compared, test_frame)  # fail before registering anything
 
     registered = log_and_register(
         pipeline,
@@ -468,7 +528,34 @@ def register_and_decide(
         run_name=run_name,
         skops_trusted_types=skops_trusted_types,
     )
-    gate_result = gate(test_metrics, train_test_gap, config)
+    with discarded_on_failure(model_name, registered.version, registered.run_id):
+        return _decide(
+            registered,
+            model_name=model_name,
+            config=config,
+            gate_result=gate(test_metrics, train_test_gap, config),
+            test_frame=test_frame,
+            y_true=y_true,
+            candidate=(compared, compared_threshold, candidate_inputs),
+            threshold=threshold,
+        )
+
+
+def _decide(
+    registered: RegisteredModel,
+    *,
+    model_name: str,
+    config: GateConfig,
+    gate_result: GateResult,
+    test_frame: pd.DataFrame,
+    y_true: np.ndarray,
+    candidate: tuple[Any, float, pd.DataFrame],
+    threshold: float,
+) -> dict[str, Any]:
+    """Compares a registered candidate with the champion, records the decision, promotes."""
+    from mlflow import MlflowClient
+
+    compared, compared_threshold, candidate_inputs = candidate
     current = champion(model_name)
     previous_version = str(current.version) if current is not None else None
     candidate_metric: float | None = None
@@ -477,14 +564,19 @@ def register_and_decide(
     if not gate_result.passed:
         decision = Decision(False, "gate failed: " + "; ".join(gate_result.reasons))
     else:
-        candidate_proba = positive_class_proba(pipeline.predict_proba(candidate_inputs))
-        candidate_metric = metric_value(config.metric, y_true, candidate_proba, threshold)
+        candidate_proba = positive_class_proba(compared.predict_proba(candidate_inputs))
+        candidate_metric = metric_value(config.metric, y_true, candidate_proba, compared_threshold)
         if current is None:
             decision = compare_with_champion(candidate_metric, None, config.promotion_margin)
         else:
             try:
                 loaded = load_version(model_name, current)
                 champion_proba = loaded.score(test_frame)
+            except UnloadableModelError as exc:
+                logger.error("no usable champion: %s", exc)
+                decision = Decision(
+                    True, f"no usable champion, judged by the gate alone: the champion {exc}"
+                )
             except MissingInputColumnsError as exc:
                 decision = Decision(True, f"champion cannot score the test rows ({exc})")
             else:

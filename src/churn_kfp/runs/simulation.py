@@ -1,17 +1,21 @@
 """Month-by-month replay of the continuous-learning loop: retraining vs a frozen model.
 
-:func:`run_simulation` generates the synthetic data once (:func:`churn_kfp.data.datagen.simulate`
-with drift), then runs two *policies* side by side on the same data, each in its own
-sub-home (``$CHURN_HOME/simulation/<policy>/``: landing zone, MLflow database, kfp.local
-outputs):
+:func:`run_simulation` generates seeded synthetic data (:func:`churn_kfp.data.datagen.simulate`)
+and runs three *arms* side by side, each in its own sub-home
+(``$CHURN_HOME/simulation/<arm>/``: landing zone, MLflow database, kfp.local outputs): the
+``retrain`` policy and the ``frozen`` first model on data with persistent concept drift, and
+the retraining policy on the same world without drift (``no_drift``, whose retrains are
+false alarms):
 
-1. the first ``initial_months`` months are written to the landing zone and the **training
-   pipeline** trains the first champion;
+1. the first ``initial_months`` months (before any drift, the same in every arm) are
+   written to the landing zone and the **training pipeline** trains the first champion,
+   once: the other arms start from a copy of that landing zone and MLflow database;
 2. for every following month, that month's partitions are written and the **retraining
    pipeline** runs once: it scores the month's new cutoff, judges the predictions whose
    churn window has just passed, measures drift and, under the ``retrain`` policy, trains
-   a challenger when the signals say so. The ``frozen`` policy runs the same pipeline with
-   ``retraining_enabled=False``: it monitors but keeps its first model.
+   a challenger when the signals say so (``retrain``, ``no_drift``). The ``frozen`` policy
+   runs the same pipeline with ``retraining_enabled=False``: it monitors but keeps its first
+   model.
 
 Row ``m`` of the result is the run for month ``m``: its F1 is that of the predictions made
 for the first day of month ``m`` (by the champion of the previous run), judged against who
@@ -33,8 +37,21 @@ from typing import Any
 from churn_kfp.core.config import MODEL_NAME, Settings
 from churn_kfp.core.protocol import SIMULATION_PROTOCOL, Protocol
 
-RETRAIN, FROZEN = "retrain", "frozen"
-POLICIES = (RETRAIN, FROZEN)
+RETRAIN, FROZEN, NO_DRIFT = "retrain", "frozen", "no_drift"
+POLICIES = (RETRAIN, FROZEN, NO_DRIFT)
+"""The arms: the retraining policy and the frozen first model on the drifting data, and the
+retraining policy on the same world without drift (its retrains are false alarms)."""
+DRIFTING = (RETRAIN, FROZEN)
+RETRAINING = (RETRAIN, NO_DRIFT)
+
+MONTHS = 12
+DRIFT_FROM = 9
+INITIAL_MONTHS = 4
+"""Defaults: a first model on January..April, then 8 monitored months, drift from the 5th."""
+RECOVERY_TOLERANCE = 0.03
+"""Recovered: the retraining policy's matured F1 is back within this of its pre-drift mean."""
+MIN_F1_GAIN = 0.05
+"""The retraining policy beats the frozen model by this much mean F1 over the drift months."""
 _ENV_KEYS = ("CHURN_HOME", "CHURN_LANDING_ZONE", "MLFLOW_TRACKING_URI", "CHURN_ARTIFACT_ROOT")
 
 
@@ -65,7 +82,7 @@ def retraining_arguments_of(settings: Settings, protocol: Protocol, policy: str)
         landing_zone=settings.landing_zone,
         model_name=MODEL_NAME,
         period="",
-        retraining_enabled=policy == RETRAIN,
+        retraining_enabled=policy in RETRAINING,
         force=False,
         drift_columns="",
         webhook_url="",
@@ -73,6 +90,7 @@ def retraining_arguments_of(settings: Settings, protocol: Protocol, policy: str)
 
 
 def _write_months(data: Any, settings: Settings, months: tuple[str, ...]) -> None:
+    """Writes the data of ``months`` (the generator replaces its whole dataset each time)."""
     from churn_kfp.data import datagen
     from churn_kfp.data.storage import open_landing_zone
 
@@ -103,7 +121,9 @@ def _month_row(period_summary: dict[str, Any], run: dict[str, Any]) -> dict[str,
         "would_retrain": bool(decision.get("would_retrain")),
         "retrained": bool(decision.get("retrain")),
         "reasons": [r.get("kind") for r in decision.get("reasons", [])],
+        "rules": [r.get("rule") for r in decision.get("reasons", [])],
         "reason_messages": [r.get("message") for r in decision.get("reasons", [])],
+        "held": [f"{h.get('kind')}:{h.get('rule')}" for h in decision.get("held", [])],
         "challenger_version": registration.get("model_version") if registration else None,
         "promoted": bool(registration.get("promoted")) if registration else False,
         "promotion_reason": registration.get("decision_reason") if registration else None,
@@ -128,7 +148,20 @@ def _mean(values: list[float | None]) -> float | None:
     return round(sum(present) / len(present), 4) if present else None
 
 
-def _run_policy(
+def _arm_data(policy: str, data_args: dict[str, Any]) -> Any:
+    from churn_kfp.data import datagen
+
+    if policy not in DRIFTING:
+        data_args = {**data_args, "drift_from_month": None}
+    return datagen.simulate(**data_args)
+
+
+def _say(verbose: bool, line: str) -> None:
+    if verbose:
+        print(line, flush=True)
+
+
+def _train_first(
     policy: str,
     home: str,
     data_args: dict[str, Any],
@@ -137,22 +170,11 @@ def _run_policy(
     quiet: bool,
     verbose_progress: bool,
 ) -> dict[str, Any]:
-    """One policy's whole replay (a worker process when the policies run in parallel).
-
-    Returns:
-        ``{"training": {...}, "cells": {period: cell}}``.
-    """
-    from churn_kfp.data import datagen
-    from churn_kfp.data.storage import open_landing_zone
-    from churn_kfp.loop.state import period_key, read_json
-    from churn_kfp.runs.retraining import restored_print, run_retraining
+    """Trains the first champion in one arm's sub-home (the months before any drift)."""
+    from churn_kfp.runs.retraining import restored_print
     from churn_kfp.runs.training import run_training
 
-    def say(line: str) -> None:
-        if verbose_progress:
-            print(line, flush=True)
-
-    data = datagen.simulate(**data_args)
+    data = _arm_data(policy, data_args)
     settings = policy_settings(Path(home), policy)
     _write_months(data, settings, data.months[:initial_months])
     with restored_print():
@@ -165,31 +187,72 @@ def _run_policy(
         "chosen_model": summary.get("chosen_model"),
         "f1": _num((summary.get("metrics") or {}).get("f1")),
         "roc_auc": _num((summary.get("metrics") or {}).get("roc_auc")),
+        "refit_through": summary.get("refit_through"),
         "elapsed_s": summary.get("elapsed_s"),
     }
-    say(
+    _say(
+        verbose_progress,
         f"[{policy}] trained on {data.months[0]}..{data.months[initial_months - 1]}: "
         f"v{training['champion_version']} ({training['chosen_model']}), test F1 {training['f1']}"
-        f" ({training['elapsed_s']} s)"
+        f" ({training['elapsed_s']} s)",
     )
+    return training
+
+
+def _clone_arm(home: Path, source: str, target: str) -> None:
+    """Gives ``target`` the first champion trained in ``source``'s sub-home.
+
+    The months before the drift are the same in every arm, so the first model is trained
+    once: the landing zone and the MLflow database are copied (the registered versions keep
+    pointing at the source's artifact store, which the arms then share).
+    """
+    origin = policy_settings(home, source).home
+    shutil.rmtree(policy_settings(home, target).home, ignore_errors=True)
+    shutil.copytree(
+        origin,
+        policy_settings(home, target).home,
+        ignore=shutil.ignore_patterns("kfp-local", "mlartifacts", "logs", "reports"),
+    )
+
+
+def _run_months(
+    policy: str,
+    home: str,
+    data_args: dict[str, Any],
+    initial_months: int,
+    protocol: Protocol,
+    quiet: bool,
+    verbose_progress: bool,
+) -> dict[str, Any]:
+    """One arm's monthly retraining runs after the first champion (a worker process).
+
+    Returns:
+        ``{period: cell}``.
+    """
+    from churn_kfp.data.storage import open_landing_zone
+    from churn_kfp.loop.state import period_key, read_json
+    from churn_kfp.runs.retraining import run_retraining
+
+    data = _arm_data(policy, data_args)
+    settings = policy_settings(Path(home), policy)
     cells: dict[str, Any] = {}
     zone = open_landing_zone(settings.landing_zone)
-    for period in data.months[initial_months:]:
-        _write_months(data, settings, (period,))
+    for index, period in enumerate(data.months[initial_months:], start=initial_months + 1):
+        _write_months(data, settings, data.months[:index])
         run = run_retraining(
             retraining_arguments_of(settings, protocol, policy), settings, quiet=quiet
         )
         period_summary = read_json(zone, period_key(period)) or {}
         cells[period] = _month_row(period_summary, run)
-        say(_progress_line(policy, period, cells[period]))
-    return {"training": training, "cells": cells}
+        _say(verbose_progress, _progress_line(policy, period, cells[period]))
+    return cells
 
 
 def run_simulation(
     settings: Settings,
-    months: int = 8,
-    drift_from: int = 5,
-    initial_months: int = 4,
+    months: int = MONTHS,
+    drift_from: int = DRIFT_FROM,
+    initial_months: int = INITIAL_MONTHS,
     n_customers: int = 5000,
     start: str = "2025-01",
     protocol: Protocol = SIMULATION_PROTOCOL,
@@ -211,7 +274,7 @@ def run_simulation(
         start: First month ``YYYY-MM``.
         protocol: Training and policy settings; its ``seed`` seeds the data and the
             model search.
-        policies: Which policies to run (``retrain``, ``frozen``).
+        policies: Which arms to run (``retrain``, ``frozen``, ``no_drift``).
         quiet: Hide the per-step logs of the pipeline runs.
         parallel: Run each policy in its own worker process (they share nothing but the
             seed); False runs them one after the other in this process.
@@ -219,9 +282,10 @@ def run_simulation(
 
     Returns:
         The result (also written to ``$CHURN_HOME/simulation.json``): ``parameters``,
-        ``training`` (per policy), ``months`` (one entry per retraining run, with a cell
-        per policy), ``summary`` (mean F1 before/over the drift months, first detection,
-        first retrain) and ``checks`` (the properties the simulation is meant to show).
+        ``training`` (per arm), ``months`` (one entry per retraining run, with a cell
+        per arm), ``summary`` (mean F1 before/over the drift months, first detection,
+        first retrain, ``recovery_months``, ``no_drift`` retrains) and ``checks`` (the
+        properties the simulation is meant to show).
 
     Raises:
         PipelineRunError: A pipeline run failed.
@@ -233,8 +297,11 @@ def run_simulation(
         raise ValueError("initial_months must be >= 4 (train, validation and test cutoffs)")
     if months <= initial_months:
         raise ValueError(f"months ({months}) must exceed initial_months ({initial_months})")
-    if drift_from and not 1 <= drift_from <= months:
-        raise ValueError(f"drift_from must be within 1..{months} (or 0 for no drift)")
+    if drift_from and not initial_months < drift_from <= months:
+        raise ValueError(
+            f"drift_from must be within {initial_months + 1}..{months}, after the first "
+            "model's months (or 0 for no drift)"
+        )
     unknown = [p for p in policies if p not in POLICIES]
     if unknown or not policies:
         raise ValueError(f"unknown policies {unknown}; choose from {POLICIES}")
@@ -250,11 +317,9 @@ def run_simulation(
         "drift_from_month": drift_from or None,
     }
     periods = [str(p) for p in _period_range(start, months)]
-    jobs = {
-        policy: (policy, str(home), data_args, initial_months, protocol, quiet, progress)
-        for policy in policies
-    }
-    outcomes: dict[str, dict[str, Any]] = {}
+    args = (str(home), data_args, initial_months, protocol, quiet, progress)
+    first = policies[0]
+    cells: dict[str, dict[str, Any]] = {}
     try:
         if parallel and len(policies) > 1:
             import multiprocessing
@@ -262,10 +327,16 @@ def run_simulation(
 
             context = multiprocessing.get_context("spawn")
             with ProcessPoolExecutor(max_workers=len(policies), mp_context=context) as pool:
-                futures = {p: pool.submit(_run_policy, *args) for p, args in jobs.items()}
-                outcomes = {p: future.result() for p, future in futures.items()}
+                training = pool.submit(_train_first, first, *args).result()
+                for policy in policies[1:]:
+                    _clone_arm(home, first, policy)
+                futures = {p: pool.submit(_run_months, p, *args) for p in policies}
+                cells = {p: future.result() for p, future in futures.items()}
         else:
-            outcomes = {p: _run_policy(*args) for p, args in jobs.items()}
+            training = _train_first(first, *args)
+            for policy in policies[1:]:
+                _clone_arm(home, first, policy)
+            cells = {p: _run_months(p, *args) for p in policies}
     finally:
         for key, value in saved_env.items():
             if value is None:
@@ -284,14 +355,15 @@ def run_simulation(
             "policies": list(policies),
             "options": dataclasses.asdict(protocol),
         },
-        "training": {p: outcomes[p]["training"] for p in policies},
+        "training": {p: dict(training) for p in policies},
         "months": [
             {
                 "month": index + 1,
                 "period": periods[index],
                 "drifted": bool(drift_from) and index + 1 >= drift_from,
+                "drifted_arms": [p for p in policies if p in DRIFTING],
                 "new_cutoff": iso_date(period_cutoff(periods[index])),
-                "policies": {p: outcomes[p]["cells"][periods[index]] for p in policies},
+                "policies": {p: cells[p][periods[index]] for p in policies},
             }
             for index in range(initial_months, months)
         ],
@@ -327,14 +399,19 @@ def summarise(result: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """Headline numbers and the properties the simulation should show.
 
     Returns:
-        ``(summary, checks)``. ``summary``: per policy the mean matured F1 before the drift
+        ``(summary, checks)``. ``summary``: per arm the mean matured F1 before the drift
         (the training test F1 when no loop month precedes the drift) and over the drift
-        months, the first drift month in which drift was detected (data or prediction
-        drift), the first retrain and its reasons. ``checks``: ``frozen_f1_drops`` (the
-        frozen mean over the drift months is below its pre-drift F1),
-        ``drift_detected_within_one_month``, ``retrain_triggered_with_reason`` and
-        ``retraining_beats_frozen`` (mean F1 over the drift months); ``None`` when a policy
-        is missing or there is no drift.
+        months; ``f1_gain_drift_months`` (retrain minus frozen over the drift months); the
+        first drift month in which drift was detected (data or prediction drift), the first
+        retrain and its reasons; ``recovery_months`` (months from the drift onset to the
+        first month from which the retraining policy's matured F1 stays within
+        :data:`RECOVERY_TOLERANCE` of its pre-drift mean, ``None`` if it never does);
+        ``no_drift`` (``retrains``, ``promotions`` and ``months`` of the arm without drift).
+        ``checks``: ``frozen_f1_drops``, ``drift_detected_within_one_month``,
+        ``retrain_triggered_with_reason``, ``retraining_beats_frozen`` (by at least 0.05
+        mean F1 over the drift months), ``recovers_within_two_months`` and
+        ``no_drift_retrains_at_most_once``; ``None`` when an arm is missing or there is no
+        drift.
     """
     months = result["months"]
     policies = result["parameters"]["policies"]
@@ -353,7 +430,7 @@ def summarise(result: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     for m in months:
         if not m["drifted"]:
             continue
-        for policy in policies:
+        for policy in [p for p in policies if p in DRIFTING]:
             cell = m["policies"][policy]
             kinds = set(cell["reasons"])
             if detected is None and kinds & {"drift", "prediction_drift"}:
@@ -363,16 +440,33 @@ def summarise(result: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
                     "period": m["period"],
                     "month": m["month"],
                     "reasons": cell["reason_messages"],
+                    "rules": cell.get("rules", []),
                     "challenger_version": cell["challenger_version"],
                     "promoted": cell["promoted"],
                 }
     summary["drift_detected"] = detected
     summary["first_retrain"] = first_retrain
+    retrain_drift = summary["mean_f1_drift_months"].get(RETRAIN)
+    frozen_drift = summary["mean_f1_drift_months"].get(FROZEN)
+    summary["f1_gain_drift_months"] = (
+        None
+        if retrain_drift is None or frozen_drift is None
+        else round(retrain_drift - frozen_drift, 4)
+    )
+    summary["recovery_months"] = _recovery_months(
+        months, drift_from, summary["mean_f1_before_drift"].get(RETRAIN)
+    )
+    if NO_DRIFT in policies:
+        cells = [m["policies"][NO_DRIFT] for m in months]
+        summary["no_drift"] = {
+            "retrains": sum(1 for c in cells if c["retrained"]),
+            "promotions": sum(1 for c in cells if c["promoted"]),
+            "months": len(cells),
+            "mean_f1": _mean([c["f1"] for c in cells]),
+        }
     checks: dict[str, Any] = {}
-    both = RETRAIN in policies and FROZEN in policies
     if drift_from:
         frozen_before = summary["mean_f1_before_drift"].get(FROZEN)
-        frozen_drift = summary["mean_f1_drift_months"].get(FROZEN)
         checks["frozen_f1_drops"] = (
             None if frozen_before is None or frozen_drift is None else frozen_drift < frozen_before
         )
@@ -380,13 +474,34 @@ def summarise(result: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
             detected is not None and detected["month"] <= drift_from + 1
         )
         checks["retrain_triggered_with_reason"] = bool(first_retrain and first_retrain["reasons"])
-        retrain_drift = summary["mean_f1_drift_months"].get(RETRAIN)
-        checks["retraining_beats_frozen"] = (
-            None
-            if not both or retrain_drift is None or frozen_drift is None
-            else retrain_drift > frozen_drift
+        gain = summary["f1_gain_drift_months"]
+        checks["retraining_beats_frozen"] = None if gain is None else gain >= MIN_F1_GAIN
+        recovery = summary["recovery_months"]
+        checks["recovers_within_two_months"] = (
+            None if RETRAIN not in policies else recovery is not None and recovery <= 2
         )
+    if NO_DRIFT in policies:
+        checks["no_drift_retrains_at_most_once"] = summary["no_drift"]["retrains"] <= 1
     return summary, checks
+
+
+def _recovery_months(
+    months: list[dict[str, Any]], drift_from: int, before: float | None
+) -> int | None:
+    """Months from the drift onset until the retraining policy's F1 stays recovered."""
+    if not drift_from or before is None:
+        return None
+    drifted = [m for m in months if m["drifted"] and RETRAIN in m["policies"]]
+    if not drifted:
+        return None
+    recovered_from = None
+    for m in drifted:
+        f1 = m["policies"][RETRAIN]["f1"]
+        if f1 is not None and f1 >= before - RECOVERY_TOLERANCE:
+            recovered_from = recovered_from if recovered_from is not None else m["month"]
+        else:
+            recovered_from = None
+    return None if recovered_from is None else recovered_from - drift_from
 
 
 def format_table(result: dict[str, Any]) -> str:
@@ -394,20 +509,20 @@ def format_table(result: dict[str, Any]) -> str:
     policies = result["parameters"]["policies"]
     header = f"{'month':<8}{'drift':<6}{'judged':<12}"
     for policy in policies:
-        header += f"{'F1 ' + policy:>11}"
+        header += f"{'F1 ' + policy:>12}"
     for policy in policies:
-        header += f"{'drift ' + policy:>14}"
-    header += f"  {'retrain policy: action':<52}{'champions':>12}"
+        header += f"{'drift ' + policy:>16}"
+    header += f"  {'action of the retraining arms':<60}{'champions':>12}"
     lines = [header, "-" * len(header)]
     for policy, train in result["training"].items():
         if policy != policies[0]:
             continue
         line = f"{train['period']:<8}{'':<6}{str(train.get('test_cutoff')) + '*':<12}"
         for p in policies:
-            line += f"{_fmt(result['training'][p]['f1']):>11}"
-        line += "".join(f"{'':>14}" for _ in policies)
+            line += f"{_fmt(result['training'][p]['f1']):>12}"
+        line += "".join(f"{'':>16}" for _ in policies)
         versions = "/".join(f"v{result['training'][p]['champion_version']}" for p in policies)
-        line += f"  {'first model trained (*test F1)':<52}{versions:>12}"
+        line += f"  {'first model trained (*test F1)':<60}{versions:>12}"
         lines.append(line)
     for m in result["months"]:
         cells = m["policies"]
@@ -415,21 +530,16 @@ def format_table(result: dict[str, Any]) -> str:
         drifted = "yes" if m["drifted"] else ""
         line = f"{m['period']:<8}{drifted:<6}{first['matured_cutoff'] or '-':<12}"
         for policy in policies:
-            line += f"{_fmt(cells[policy]['f1']):>11}"
+            line += f"{_fmt(cells[policy]['f1']):>12}"
         for policy in policies:
             share = cells[policy]["drift_share"]
             flag = "+p" if cells[policy]["prediction_drift"] else ""
-            line += f"{(_fmt(share, pct=True) + flag):>14}"
-        main = cells.get(RETRAIN) or first
-        if main["retrained"]:
-            action = f"retrain ({', '.join(main['reasons'])}) -> v{main['challenger_version']} "
-            action += "promoted" if main["promoted"] else "lost"
-        elif main["would_retrain"]:
-            action = f"frozen: would retrain ({', '.join(main['reasons'])})"
-        else:
-            action = "no retraining needed"
+            line += f"{(_fmt(share, pct=True) + flag):>16}"
+        action = " | ".join(
+            f"{p}: {_action(cells[p])}" for p in policies if p in RETRAINING
+        ) or _action(first)
         versions = "/".join(f"v{cells[p]['champion_version']}" for p in policies)
-        line += f"  {action[:52]:<52}{versions:>12}"
+        line += f"  {action[:60]:<60}{versions:>12}"
         lines.append(line)
     summary, checks = result.get("summary", {}), result.get("checks", {})
     lines.append("")
@@ -447,10 +557,45 @@ def format_table(result: dict[str, Any]) -> str:
     if summary.get("first_retrain"):
         r = summary["first_retrain"]
         lines.append(f"first retrain in {r['period']}: {'; '.join(r['reasons'])}")
+    if summary.get("f1_gain_drift_months") is not None:
+        lines.append(
+            f"retrain minus frozen over the drift months: {summary['f1_gain_drift_months']}"
+        )
+    if "recovery_months" in summary:
+        lines.append(f"recovery months: {summary['recovery_months']}")
+    if summary.get("no_drift"):
+        nd = summary["no_drift"]
+        lines.append(
+            f"no-drift arm: {nd['retrains']} retrain(s), {nd['promotions']} promotion(s) in "
+            f"{nd['months']} months (mean F1 {_fmt(nd['mean_f1'])})"
+        )
     for key, value in checks.items():
         lines.append(f"check {key}: {'PASS' if value else 'FAIL' if value is False else 'n/a'}")
     lines.append(f"elapsed: {result.get('elapsed_s')} s")
     return "\n".join(lines)
+
+
+_RULE_LABELS = {
+    "below_champion_held_out": "perf",
+    "absolute_floor": "floor",
+    "effect_size": "effect",
+    "persistence": "persist",
+    "forced": "forced",
+}
+"""Short names of the decision rules on the plot."""
+
+
+def _action(cell: dict[str, Any]) -> str:
+    """What one arm did in a month, briefly (the rules that fired)."""
+    if cell["retrained"]:
+        fired = dict.fromkeys(_RULE_LABELS.get(r, r) for r in cell.get("rules", []) if r)
+        rules = "+".join(fired) or ",".join(cell["reasons"])
+        return f"retrain ({rules}) v{cell['challenger_version']} " + (
+            "promoted" if cell["promoted"] else "lost"
+        )
+    if cell["would_retrain"]:
+        return f"would retrain ({', '.join(cell['reasons'])})"
+    return "held (" + ",".join(cell["held"]) + ")" if cell.get("held") else "kept"
 
 
 def _fmt(value: float | None, pct: bool = False) -> str:
@@ -472,8 +617,13 @@ def plot_timeline(result: dict[str, Any], path: Path) -> Path:
     top, bottom = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 2]})
     labels = [m["period"] for m in months]
     xs = list(range(len(months)))
-    colors = {RETRAIN: "tab:blue", FROZEN: "tab:red"}
-    styles = {RETRAIN: ("-", "o", 3), FROZEN: ("--", "s", 2)}
+    colors = {RETRAIN: "tab:blue", FROZEN: "tab:red", NO_DRIFT: "tab:gray"}
+    styles = {RETRAIN: ("-", "o", 3), FROZEN: ("--", "s", 2), NO_DRIFT: (":", "D", 1)}
+    names = {
+        RETRAIN: "retraining policy (drift)",
+        FROZEN: "frozen first model (drift)",
+        NO_DRIFT: "retraining policy, no drift",
+    }
     first_training: dict[str, Any] = next(iter(result["training"].values()), {})
     first_period = first_training.get("period")
     for policy in policies:
@@ -487,29 +637,37 @@ def plot_timeline(result: dict[str, Any], path: Path) -> Path:
             marker=marker,
             color=colors.get(policy),
             zorder=order,
-            label=f"{policy} policy",
+            label=names.get(policy, policy),
         )
-        if policy == RETRAIN:
+        if policy in RETRAINING:
             events = [(x, m["policies"][policy]) for x, m in zip(xs, months, strict=True)]
+            row = 0.98 if policy == RETRAIN else 0.86
             for x, cell in events:
                 if cell["retrained"]:
                     marker = "^" if cell["promoted"] else "v"
                     top.scatter(
-                        [x], [cell["f1"] or 0], s=140, marker=marker, color="tab:green", zorder=5
+                        [x],
+                        [cell["f1"] or 0],
+                        s=140,
+                        marker=marker,
+                        facecolor="tab:green" if cell["promoted"] else "white",
+                        edgecolor=colors[policy],
+                        zorder=5,
                     )
+                    rules = dict.fromkeys(_RULE_LABELS.get(r, r) for r in cell.get("rules", []))
                     top.annotate(
-                        f"retrain: {', '.join(cell['reasons'])}\n"
+                        f"{policy}: {'+'.join(r for r in rules if r)}\n"
                         + (
                             f"v{cell['challenger_version']} promoted"
                             if cell["promoted"]
-                            else f"v{cell['challenger_version']} lost, champion kept"
+                            else f"v{cell['challenger_version']} not promoted"
                         ),
-                        (x, 0.98),
+                        (x, row),
                         xycoords=("data", "axes fraction"),
                         va="top",
                         ha="center",
-                        fontsize=7,
-                        color="tab:green",
+                        fontsize=6,
+                        color=colors[policy],
                     )
     drift_from = result["parameters"]["drift_from"]
     drift_x = [x for x, m in zip(xs, months, strict=True) if m["drifted"]]
@@ -517,17 +675,17 @@ def plot_timeline(result: dict[str, Any], path: Path) -> Path:
         if drift_from and drift_x:
             axis.axvspan(min(drift_x) - 0.5, max(drift_x) + 0.5, color="orange", alpha=0.12)
     low, high = top.get_ylim()
-    top.set_ylim(low, high + (high - low) * 0.3)  # room for the retrain labels
+    top.set_ylim(low, high + (high - low) * 0.5)  # room for the retrain labels
     top.set_ylabel("F1 of matured predictions")
     top.set_title(
-        "Retraining vs frozen first model: F1 once the churn labels are known\n"
-        "first point: the first model's test F1; shaded: months with drift\n"
-        "green: retrain events (a promoted model serves from the next month on)",
+        "Retraining vs frozen first model (drift) and retraining without drift: matured F1\n"
+        "first point: the first model's test F1; shaded: drift months (drifting arms)\n"
+        "triangles: retrains (filled: promoted, serves from the next month; open: kept)",
         fontsize=10,
     )
     top.legend(loc="best", fontsize=8)
     top.grid(alpha=0.3)
-    width = 0.38
+    width = 0.8 / max(1, len(policies))
     for k, policy in enumerate(policies):
         shares = [m["policies"][policy]["drift_share"] or 0 for m in months]
         offset = (k - (len(policies) - 1) / 2) * width

@@ -40,20 +40,32 @@ def run_training(
     """Runs the training pipeline locally and publishes its summary.
 
     ``quiet`` hides the task logs; with ``progress`` too, one line per finished task shows.
+    The run holds its landing zone's lock throughout (:mod:`churn_kfp.data.locking`), and
+    a run that generates data checks first that the landing zone holds no other data.
 
     Raises:
         PipelineRunError: A step failed (``last-run.json`` then records the failure).
+        LandingZoneError: The landing zone is busy (``LandingZoneBusy``) or holds data the
+            generator must not write beside (``ForeignDataError``); nothing ran.
     """
-    from churn_kfp.orchestration.localrun import PipelineRunError, run_locally
+    from churn_kfp.data.datagen import check_generator_owns
+    from churn_kfp.data.locking import landing_zone_lock
+    from churn_kfp.data.storage import open_landing_zone
+    from churn_kfp.orchestration.localrun import PipelineRunError, local_arguments, run_locally
     from churn_kfp.pipelines.training import training_pipeline
 
-    try:
-        output, elapsed = run_locally(
-            training_pipeline, arguments, settings, quiet=quiet, progress=progress
-        )
-    except PipelineRunError as exc:
-        record_failure(settings, TRAINING_PIPELINE, exc)
-        raise
+    arguments = local_arguments(training_pipeline, arguments)
+    zone = open_landing_zone(arguments.get("landing_zone") or settings.landing_zone)
+    with landing_zone_lock(zone, "churn run"):
+        if arguments.get("generate"):
+            check_generator_owns(zone)
+        try:
+            output, elapsed = run_locally(
+                training_pipeline, arguments, settings, quiet=quiet, progress=progress
+            )
+        except PipelineRunError as exc:
+            record_failure(settings, TRAINING_PIPELINE, exc)
+            raise
     registered = json.loads(output or "{}")
     evaluation = json.loads(Path(registered["evaluation_path"]).read_text())
     result = build_training_summary(registered, evaluation, elapsed)
@@ -92,6 +104,10 @@ def build_training_summary(
         "decision": registered.get("decision_reason"),
         "gate": registered.get("gate"),
         "chosen_model": chosen,
+        "refit_through": registered.get("refit_through")
+        or (evaluation.get("served_model") or {}).get("refit_through"),
+        "served_model": evaluation.get("served_model"),
+        "metrics_source": "held-out fit (never saw the test cutoff's labels)",
         "metrics": {k: rounded(test.get(k)) for k in HEADLINE_METRICS},
         "lift_top_decile": rounded(test.get("lift_top_decile")),
         "capture_top_decile": rounded(test.get("capture_top_decile")),
@@ -151,6 +167,13 @@ def format_training_summary(summary: dict[str, Any]) -> str:
         lines.append(
             "cutoffs:       "
             + "  ".join(f"{split}={','.join(cutoffs.get(split, []))}" for split in cutoffs)
+        )
+    served = summary.get("served_model") or {}
+    if served:
+        lines.append(
+            f"served model:  refit on {len(served.get('cutoffs', []))} matured cutoffs through "
+            f"{summary.get('refit_through')} (the test metrics are the held-out fit's, on "
+            f"{','.join(served.get('held_out_cutoffs', []))})"
         )
     if summary.get("leakage_warning"):
         lines.append(f"WARNING: {summary['leakage_warning']}")
