@@ -197,6 +197,9 @@ def test_a_busy_landing_zone_is_refused_naming_the_holder(tmp_path, monkeypatch,
         assert main(["run", "-q"]) == 2  # refused before any pipeline step
         err = capsys.readouterr().err
         assert f"is busy: a test holder (pid {holder.pid}" in err
+        assert main(["retrain", "-q"]) == 2  # the retraining loop waits its turn too
+        err = capsys.readouterr().err
+        assert f"is busy: a test holder (pid {holder.pid}" in err
         assert not (tmp_path / "home" / "kfp-local").exists()
         # a dry run reads only: it does not need the lock
         report = import_file(

@@ -17,6 +17,7 @@ from churn_kfp.runs.simulation import DRIFT_FROM, INITIAL_MONTHS, MONTHS
 
 
 def _handle_retrain(args: argparse.Namespace) -> int:
+    from churn_kfp.data.landing import LandingZoneError
     from churn_kfp.data.staging import sigterm_as_interrupt
     from churn_kfp.orchestration.localrun import PipelineRunError
     from churn_kfp.runs.retraining import (
@@ -42,6 +43,9 @@ def _handle_retrain(args: argparse.Namespace) -> int:
         try:
             with sigterm_as_interrupt():
                 result = run_retraining(arguments, settings, quiet=args.quiet, progress=True)
+        except LandingZoneError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
         except KeyboardInterrupt as exc:
             record_interruption(settings, RETRAINING_PIPELINE, exc)
             raise

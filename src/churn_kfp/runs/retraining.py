@@ -46,9 +46,13 @@ def run_retraining(
         (``succeeded`` or ``skipped``), ``reason``, ``period``, ``metrics`` and the period's
         details.
 
+    The run holds its landing zone's lock throughout (:mod:`churn_kfp.data.locking`).
+
     Raises:
         PipelineRunError: A step failed (``last-run.json`` then records the failure).
+        LandingZoneBusy: Another run or import holds the landing zone; nothing ran.
     """
+    from churn_kfp.data.locking import landing_zone_lock
     from churn_kfp.data.storage import open_landing_zone
     from churn_kfp.loop.state import period_key, read_json, run_key
     from churn_kfp.orchestration.localrun import PipelineRunError, run_locally
@@ -56,15 +60,16 @@ def run_retraining(
 
     run_tag = f"retrain-{uuid.uuid4().hex[:12]}"
     arguments = {**arguments, "run_tag": run_tag}
-    try:
-        with restored_print():
-            _, elapsed = run_locally(
-                retraining_pipeline, arguments, settings, quiet=quiet, progress=progress
-            )
-    except PipelineRunError as exc:
-        record_failure(settings, RETRAINING_PIPELINE, exc)
-        raise
     zone = open_landing_zone(arguments.get("landing_zone") or settings.landing_zone)
+    with landing_zone_lock(zone, "churn retrain"):
+        try:
+            with restored_print():
+                _, elapsed = run_locally(
+                    retraining_pipeline, arguments, settings, quiet=quiet, progress=progress
+                )
+        except PipelineRunError as exc:
+            record_failure(settings, RETRAINING_PIPELINE, exc)
+            raise
     record = read_json(zone, run_key(run_tag)) or {}
     period_summary = None
     if record.get("status") == "succeeded":
