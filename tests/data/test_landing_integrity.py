@@ -114,6 +114,29 @@ def test_an_interrupt_landing_just_after_the_commit_keeps_the_change(tmp_path):
     assert zone.list_keys(staging.STAGING_PREFIX) == []
 
 
+def test_an_interrupt_landing_after_a_staged_write_is_stored_rolls_that_file_back_too(tmp_path):
+    """As SIGTERM during an S3 PUT whose object is stored before the call returns."""
+
+    class InterruptedAfterSecondStagedWrite(LocalLandingZone):
+        staged = 0
+
+        def write_bytes(self, key, data):
+            super().write_bytes(key, data)
+            if key.startswith(staging.STAGING_PREFIX) and key.endswith(".csv"):
+                self.staged += 1
+                if self.staged == 2:
+                    raise KeyboardInterrupt
+
+    zone = InterruptedAfterSecondStagedWrite(tmp_path / "lz")
+    files = [
+        (f"raw/sales/year=2025/month={m:02d}/sales_2025_{m:02d}.csv", b"x\n") for m in (1, 2, 3)
+    ]
+    with pytest.raises(KeyboardInterrupt):
+        staging.write_change(zone, files, "imports/c.json", {})
+    assert zone.list_keys(staging.STAGING_PREFIX) == []
+    assert zone.list_keys("raw/") == [] and not zone.exists("imports/c.json")
+
+
 def test_an_uncommitted_change_is_invisible_and_removed_by_the_next_writer(tmp_path):
     zone = LocalLandingZone(tmp_path / "lz")
     import_file(write(tmp_path, "a.csv", JAN_MAR), mapping(), zone, progress=False)

@@ -85,7 +85,7 @@ def test_every_arm_starts_from_the_first_model_in_its_own_registry(result):
         client = MlflowClient(tracking_uri=arm.tracking_uri, registry_uri=arm.tracking_uri)
         versions = client.search_model_versions("name='churn-classifier'")
         # v1 trained once and copied; the retraining arms registered their challenger after
-        assert "1" in {v.version for v in versions}, policy
+        assert "1" in {str(v.version) for v in versions}, policy
         first = client.get_model_version("churn-classifier", "1")
         assert first.tags["test_cutoff"] == retrain["test_cutoff"], policy
     # the served first model learnt the test cutoff's labels too

@@ -105,8 +105,10 @@ def write_change(
         zone.write_bytes(_record_key(change_id), _json_bytes(pending))
         for key, data in files:
             staged_key = _staged_key(change_id, key)
-            zone.write_bytes(staged_key, data)
+            # Listed before the write: an interrupt can land after the object is stored but
+            # before the call returns, and the rollback must remove that one too.
             staged.append(staged_key)
+            zone.write_bytes(staged_key, data)
             if on_file is not None:
                 on_file(key)
         zone.write_bytes(commit_key, _json_bytes({**commit_record, CHANGE_ID_FIELD: change_id}))
