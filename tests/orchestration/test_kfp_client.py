@@ -312,6 +312,33 @@ def test_schedule_creates_a_six_field_single_concurrency_recurring_run(
     assert "run `churn schedule` again" in out
 
 
+def test_schedule_replaces_same_name_recurring_runs_on_every_page(
+    env, make_kfp_server, capsys, tmp_path
+):
+    """Every list the client reads is paged; runs beyond the first page are found too.
+
+    Mutation that makes this fail: in ``kfp_client.find_recurring_runs``, return after the
+    first page (ignore ``next_page_token``): three of the five old runs then survive.
+    """
+    server = make_kfp_server(page_size_cap=2)
+    name = f"{RETRAINING_PIPELINE}-monthly"
+    for i in range(5):  # left behind by earlier schedules (e.g. a crash between calls)
+        server.recurring_runs[f"old-{i}"] = {
+            "recurring_run_id": f"old-{i}",
+            "display_name": name,
+            "namespace": "",
+            "experiment_id": "",
+        }
+    code, out, err = _schedule(capsys, server, tmp_path)
+    assert code == 0, err
+    (current,) = server.recurring_runs_named(name)
+    assert not current["recurring_run_id"].startswith("old-")
+    deleted = {r.path.rsplit("/", 1)[1] for r in server.calls("DELETE")}
+    assert deleted == {f"old-{i}" for i in range(5)}
+    listed = server.calls("GET", f"{API}/recurringruns")
+    assert len(listed) >= 3  # five runs on pages of two
+
+
 def test_schedule_again_deletes_then_recreates(env, kfp_server, capsys, tmp_path):
     assert _schedule(capsys, kfp_server, tmp_path)[0] == 0
     (first,) = kfp_server.recurring_runs.values()

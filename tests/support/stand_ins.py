@@ -22,6 +22,7 @@ Each says what it is in every response header (``X-Stand-In``).
 
 from __future__ import annotations
 
+import base64
 import copy
 import email.parser
 import email.policy
@@ -159,6 +160,10 @@ def _now() -> str:
 # =========================================================================== KFP
 
 
+DEFAULT_PAGE_SIZE = 20
+"""Page size when a list request names none."""
+
+
 class KfpStandIn(_StandInServer):
     """STAND-IN for the Kubeflow Pipelines v2beta1 API server (not the real one).
 
@@ -168,15 +173,23 @@ class KfpStandIn(_StandInServer):
         token: When set, every request must carry ``Authorization: Bearer <token>``.
         tag_name: The backend version ``healthz`` reports (the real API server reports its
             build's ``TAG_NAME`` and ``COMMIT_SHA`` there, ``unknown`` when unset).
+        page_size_cap: The largest page any list answers with, so that tests spread their
+            data over several pages (every list endpoint pages: ``page_size``,
+            ``page_token`` in, ``next_page_token`` out, omitted on the last page).
     """
 
     name = "kfp-v2beta1-stand-in"
     API = "/apis/v2beta1"
 
     def __init__(
-        self, multi_user: bool = False, token: str | None = None, tag_name: str = "2.16.0"
+        self,
+        multi_user: bool = False,
+        token: str | None = None,
+        tag_name: str = "2.16.0",
+        page_size_cap: int | None = None,
     ) -> None:
         super().__init__()
+        self.page_size_cap = page_size_cap
         self.multi_user = multi_user
         self.token = token
         self.tag_name = tag_name
@@ -248,7 +261,7 @@ class KfpStandIn(_StandInServer):
         namespace = rec.q("namespace") or ""
         items = [p for p in self.pipelines.values() if p["namespace"] == namespace]
         items = _apply_filter(items, rec.q("filter"))
-        return 200, {"pipelines": items, "total_size": len(items)}
+        return 200, self._page(rec, items, "pipelines")
 
     def _upload_pipeline(self, rec):
         files = _multipart_files(rec)
@@ -315,7 +328,7 @@ class KfpStandIn(_StandInServer):
             raise HttpError(404, _grpc_error(5, f"Pipeline {pipeline_id} not found"))
         items = [v for v in self.versions.values() if v["pipeline_id"] == pipeline_id]
         items = _apply_filter(items, rec.q("filter"))
-        return 200, {"pipeline_versions": items, "total_size": len(items)}
+        return 200, self._page(rec, items, "pipeline_versions")
 
     def _create_experiment(self, rec, parts):
         body = rec.json or {}
@@ -336,7 +349,7 @@ class KfpStandIn(_StandInServer):
         self._require_namespace(namespace, "ListExperiment")
         items = [e for e in self.experiments.values() if e["namespace"] == (namespace or "")]
         items = _apply_filter(items, rec.q("filter"))
-        return 200, {"experiments": items, "total_size": len(items)}
+        return 200, self._page(rec, items, "experiments")
 
     def _get_experiment(self, rec, parts):
         if parts[1] not in self.experiments:
@@ -396,7 +409,7 @@ class KfpStandIn(_StandInServer):
         elif namespace:
             items = [r for r in items if r["namespace"] == namespace]
         items = _apply_filter(items, rec.q("filter"))
-        return 200, {"recurringRuns": items, "total_size": len(items)}
+        return 200, self._page(rec, items, "recurringRuns")
 
     def _get_recurring_run(self, rec, parts):
         if parts[1] not in self.recurring_runs:
@@ -407,6 +420,23 @@ class KfpStandIn(_StandInServer):
         if self.recurring_runs.pop(parts[1], None) is None:
             raise HttpError(404, _grpc_error(5, f"RecurringRun {parts[1]} not found"))
         return 200, {}
+
+    def _page(self, rec, items: list[dict], key: str) -> dict:
+        """One page of a list answer; the token is opaque to clients (here: an offset)."""
+        size = int(rec.q("page_size") or 0) or DEFAULT_PAGE_SIZE
+        if self.page_size_cap:
+            size = min(size, self.page_size_cap)
+        token = rec.q("page_token") or ""
+        try:
+            start = int(base64.urlsafe_b64decode(token).decode()) if token else 0
+        except ValueError:
+            raise HttpError(400, _grpc_error(3, f"Invalid page token {token!r}")) from None
+        answer: dict[str, Any] = {key: items[start : start + size], "total_size": len(items)}
+        if start + size < len(items):
+            answer["next_page_token"] = base64.urlsafe_b64encode(
+                str(start + size).encode()
+            ).decode()
+        return answer
 
     # ----------------------------------------------------------------- helpers for tests
     def recurring_runs_named(self, name: str) -> list[dict]:
