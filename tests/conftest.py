@@ -15,8 +15,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 MLFLOW_ENV = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLFLOW_EXPERIMENT_ID")
 
-# Shared fixtures: the SeaweedFS S3 server and the STAND-IN cluster APIs (tests/support/).
-pytest_plugins = ("support.s3_server", "support.cluster")
+# Shared fixtures: the SeaweedFS S3 server, the STAND-IN cluster APIs and fresh MLflow DBs
+# (tests/support/).
+pytest_plugins = ("support.s3_server", "support.cluster", "support.mlflow_db")
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -8,9 +8,7 @@ is then that same path), and asserts on what the component wrote.
 from __future__ import annotations
 
 import logging
-import os
 import shutil
-import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -18,6 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from kfp import dsl
+from support.mlflow_db import scratch_dir
 
 from churn_kfp.core.columns import CUSTOMER_ID, CUTOFF, LABEL, SPLIT
 
@@ -107,21 +106,19 @@ def separable() -> pd.DataFrame:
 
 
 @pytest.fixture(scope="module")
-def mlflow_env() -> Iterator[dict[str, str]]:
+def mlflow_env(tmp_path_factory, new_mlflow_db) -> Iterator[dict[str, str]]:
     """A real MLflow (SQLite tracking DB + file artifacts) for the module, via the environment.
 
     The components read ``MLFLOW_TRACKING_URI`` and ``CHURN_ARTIFACT_ROOT`` through
-    ``Settings.from_env`` when their ``tracking_uri`` is empty. The DB lives in RAM
-    (/dev/shm) when possible: MLflow's schema creation commits ~100 times, ~18 ms each on
-    disk. MLflow's process-wide tracking state is reset afterwards.
+    ``Settings.from_env`` when their ``tracking_uri`` is empty. The DB is a fresh copy of
+    the session's migrated template, in RAM (/dev/shm) when possible (tests/support/
+    mlflow_db.py). MLflow's process-wide tracking state is reset afterwards.
     """
     import mlflow
     import mlflow.tracking.fluent as fluent
 
-    shm = Path("/dev/shm")
-    parent = str(shm) if shm.is_dir() and os.access(shm, os.W_OK) else None
-    home = Path(tempfile.mkdtemp(prefix="churn-components-", dir=parent))
-    tracking_uri = f"sqlite:///{home / 'mlflow.db'}"
+    home = scratch_dir(tmp_path_factory, "components")
+    tracking_uri = new_mlflow_db(home)
     # The registry URI is set too, so that it is restored afterwards: the components'
     # ``mlflow.set_registry_uri`` also exports MLFLOW_REGISTRY_URI, which would otherwise
     # outlive this module and point later tests at a deleted database.

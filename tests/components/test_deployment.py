@@ -39,6 +39,8 @@ def storage_uri(mlflow_env) -> str:
             LogisticRegression().fit([[0.0], [1.0]], [0, 1]),
             name="model",
             registered_model_name=MODEL_NAME,
+            # given, not inferred: inference re-imports the model in a subprocess (~7 s)
+            pip_requirements=["scikit-learn"],
         )
     client.set_registered_model_alias(MODEL_NAME, "champion", "1")
     return client.get_logged_model(info.model_id).artifact_location.rstrip("/")

@@ -27,6 +27,7 @@ import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
+from kube_stand_in import isvc_schema
 
 from churn_kfp.core.config import RUNTIME_ENV
 from churn_kfp.orchestration import cluster_env
@@ -39,9 +40,6 @@ OVERLAYS = sorted(p.name for p in (MANIFESTS / "overlays").iterdir() if p.is_dir
 TARGETS = ["base", *(f"overlays/{name}" for name in OVERLAYS)]
 K8S_VERSION = "1.31.0"
 NAMESPACE = "kubeflow-user-example-com"
-KSERVE_CRD = (
-    ROOT.parent / "shared" / "schemas" / "kserve" / "serving.kserve.io_inferenceservices.yaml"
-)
 ISVC_VERBS = {"create", "get", "list", "watch", "patch"}
 WORKLOAD_KINDS = {"Deployment", "StatefulSet", "DaemonSet", "Job"}
 SERVING_SECRET = "churn-s3-serving-credentials"
@@ -168,12 +166,7 @@ def _strict(schema: dict) -> dict:
 @functools.cache
 def kserve_validator() -> jsonschema.protocols.Validator:
     """A validator for the v1beta1 InferenceService schema (built once: the CRD is 2 MB)."""
-    if not KSERVE_CRD.is_file():
-        pytest.fail(f"KServe CRD schema not found: looked for {KSERVE_CRD}")
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    crd = yaml.load(KSERVE_CRD.read_text(), Loader=loader)  # noqa: S506 - a safe loader
-    (version,) = [v for v in crd["spec"]["versions"] if v["name"] == "v1beta1"]
-    schema = _strict(version["schema"]["openAPIV3Schema"])
+    schema = _strict(isvc_schema())  # the session's parsed CRD; _strict works on a deep copy
     cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft7Validator)
     return cls(schema)
 

@@ -14,7 +14,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -28,6 +27,7 @@ from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
+from support.mlflow_db import scratch_dir
 
 from churn_kfp.core.columns import CUSTOMER_ID, LABEL, SPLIT
 from churn_kfp.core.config import CHAMPION_ALIAS
@@ -110,28 +110,15 @@ def models(data):
     }
 
 
-def scratch_dir(tmp_path_factory, name: str) -> Path:
-    """A fresh folder, in RAM (/dev/shm) when possible.
-
-    MLflow's SQLite store commits a lot (its schema creation alone runs ~100 migrations) and
-    a commit costs ~18 ms of fsync on this machine's disk against ~0.1 ms on tmpfs. The DB is
-    still a real SQLite file; only the storage medium differs.
-    """
-    shm = Path("/dev/shm")
-    if shm.is_dir() and os.access(shm, os.W_OK):
-        return Path(tempfile.mkdtemp(prefix=f"churn-{name}-", dir=shm))
-    return tmp_path_factory.mktemp(name)
-
-
 @pytest.fixture(scope="module")
-def tracking(tmp_path_factory):
+def tracking(tmp_path_factory, new_mlflow_db):
     """One SQLite tracking DB and artifact root for the module; MLflow state restored after."""
     saved_env = {
         k: os.environ.get(k)
         for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLFLOW_EXPERIMENT_ID")
     }
     home = scratch_dir(tmp_path_factory, "registry")
-    uri = f"sqlite:///{home / 'mlflow.db'}"
+    uri = new_mlflow_db(home)
     artifact_root = (home / "mlartifacts").as_uri()
     for name in ("mlflow", "alembic"):
         logging.getLogger(name).setLevel(logging.WARNING)

@@ -18,7 +18,7 @@ import jsonschema
 import pytest
 import yaml
 from kfp import compiler, dsl
-from kube_stand_in import KSERVE_CRD as CRD_PATH
+from kube_stand_in import isvc_schema
 from kubernetes import client as k8s
 
 from churn_kfp.orchestration.image import component_image
@@ -52,15 +52,7 @@ def _strict(schema):
 
 @pytest.fixture(scope="module")
 def isvc_validator():
-    assert CRD_PATH.is_file(), (
-        f"KServe CRD schema not found at {CRD_PATH} (expected ../shared/schemas/kserve/ "
-        "beside the project checkout)"
-    )
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml: 2 MB in ~1 s, not 20
-    crd = yaml.load(CRD_PATH.read_text(), Loader=loader)
-    (served,) = [v for v in crd["spec"]["versions"] if v["name"] == "v1beta1"]
-    schema = _strict(served["schema"]["openAPIV3Schema"])
-    return jsonschema.Draft7Validator(schema)
+    return jsonschema.Draft7Validator(_strict(isvc_schema()))  # _strict builds new dicts
 
 
 def _errors(validator, manifest):
@@ -487,12 +479,12 @@ def test_unknown_mode_is_rejected(tmp_path):
 # --------------------------------------------------------------------------- MLflow
 
 
-def test_storage_uri_is_the_logged_models_s3_location(tmp_path):
+def test_storage_uri_is_the_logged_models_s3_location(tmp_path, new_mlflow_db):
     """A real MLflow store (SQLite); the experiment's artifact root is on S3 (not contacted)."""
     import mlflow
     from mlflow import MlflowClient
 
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = new_mlflow_db(tmp_path)
     mlflow.set_tracking_uri(uri)  # MLflow resolves models:/ sources with the global client
     try:
         client = MlflowClient(tracking_uri=uri, registry_uri=uri)

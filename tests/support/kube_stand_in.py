@@ -61,8 +61,12 @@ STRATEGIC_PATCH = "application/strategic-merge-patch+json"
 
 
 @functools.cache
-def isvc_validator() -> jsonschema.Draft7Validator:
-    """The validator of KServe's ``v1beta1`` InferenceService schema (fails loudly if absent)."""
+def isvc_schema() -> dict:
+    """KServe's ``v1beta1`` InferenceService ``openAPIV3Schema`` (fails loudly if absent).
+
+    Parsed once per session for every test that needs it (the CRD is 2 MB); callers copy
+    before changing it.
+    """
     if not KSERVE_CRD.is_file():
         raise FileNotFoundError(
             f"KServe CRD schema not found at {KSERVE_CRD} (expected ../shared/schemas/kserve/ "
@@ -71,7 +75,13 @@ def isvc_validator() -> jsonschema.Draft7Validator:
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     crd = yaml.load(KSERVE_CRD.read_text(), Loader=loader)
     (served,) = [v for v in crd["spec"]["versions"] if v["name"] == "v1beta1"]
-    return jsonschema.Draft7Validator(served["schema"]["openAPIV3Schema"])
+    return served["schema"]["openAPIV3Schema"]
+
+
+@functools.cache
+def isvc_validator() -> jsonschema.Draft7Validator:
+    """The validator of KServe's ``v1beta1`` InferenceService schema, as the CRD has it."""
+    return jsonschema.Draft7Validator(isvc_schema())
 
 
 def status_body(code: int, reason: str, message: str) -> dict:
