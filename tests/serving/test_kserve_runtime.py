@@ -100,8 +100,7 @@ def champion(s3_server, tmp_path_factory):
     """A model registered with MLflow (SQLite), its artifacts on SeaweedFS."""
     import mlflow
     from mlflow import MlflowClient
-    from mlflow.models import infer_signature
-    from test_server import FEATURES, SKOPS_TRUSTED, build_pipeline, make_features
+    from test_server import FEATURES, build_pipeline, log_skops_model, make_features
 
     from churn_kfp.data.s3storage import S3LandingZone
 
@@ -119,16 +118,7 @@ def champion(s3_server, tmp_path_factory):
         mlflow.set_registry_uri(tracking_uri)
         experiment = mlflow.create_experiment("kserve-runtime", f"s3://{bucket}/churn")
         with mlflow.start_run(experiment_id=experiment):
-            info = mlflow.sklearn.log_model(
-                pipeline,
-                name="model",
-                signature=infer_signature(train[FEATURES], pipeline.predict_proba(train[FEATURES])),
-                input_example=train[FEATURES].head(5),
-                serialization_format="skops",
-                skops_trusted_types=SKOPS_TRUSTED,
-                pyfunc_predict_fn="predict_proba",
-                pip_requirements=["mlflow", "scikit-learn", "xgboost", "skops"],
-            )
+            info = log_skops_model(pipeline, train, example_rows=5)
         version = mlflow.register_model(info.model_uri, ISVC_NAME)
         MlflowClient().set_registered_model_alias(ISVC_NAME, "champion", version.version)
         uri = deploy.resolve_storage_uri(ISVC_NAME, "champion", tracking_uri)

@@ -116,11 +116,33 @@ def mlflow_tracking(uri: str):
     yield
 
 
+def log_skops_model(pipeline, train: pd.DataFrame, example_rows: int, **extra):
+    """Logs a fitted pipeline in the active run as the register step does.
+
+    skops with the trusted types, ``predict_proba`` as the pyfunc method, a signature and
+    the first ``example_rows`` rows of ``train`` as input example; ``extra`` goes to
+    ``log_model``.
+    """
+    import mlflow
+    from mlflow.models import infer_signature
+
+    return mlflow.sklearn.log_model(
+        pipeline,
+        name="model",
+        signature=infer_signature(train[FEATURES], pipeline.predict_proba(train[FEATURES])),
+        input_example=train[FEATURES].head(example_rows),
+        serialization_format="skops",
+        skops_trusted_types=SKOPS_TRUSTED,
+        pyfunc_predict_fn="predict_proba",
+        pip_requirements=["mlflow", "scikit-learn", "xgboost", "skops"],
+        **extra,
+    )
+
+
 def register_model(home: Path) -> dict:
     """Trains, logs and registers the model as version 1 with alias champion."""
     import mlflow
     from mlflow import MlflowClient
-    from mlflow.models import infer_signature
 
     train = make_features(600, seed=1)
     rng = np.random.default_rng(2)
@@ -130,16 +152,8 @@ def register_model(home: Path) -> dict:
     with mlflow_tracking(tracking_uri):
         experiment = mlflow.create_experiment("serving-test", (home / "mlartifacts").as_uri())
         with mlflow.start_run(experiment_id=experiment):
-            info = mlflow.sklearn.log_model(
-                pipeline,
-                name="model",
-                signature=infer_signature(train[FEATURES], pipeline.predict_proba(train[FEATURES])),
-                input_example=train[FEATURES].head(3),
-                serialization_format="skops",
-                skops_trusted_types=SKOPS_TRUSTED,
-                pyfunc_predict_fn="predict_proba",
-                pip_requirements=["mlflow", "scikit-learn", "xgboost", "skops"],
-                metadata={"non_nullable_columns": ["recency_days"]},
+            info = log_skops_model(
+                pipeline, train, example_rows=3, metadata={"non_nullable_columns": ["recency_days"]}
             )
         example_proba = pipeline.predict_proba(train[FEATURES].head(3))[:, 1]
         tags = {
