@@ -41,8 +41,10 @@ run: $(STAMP) ## Train, evaluate and register a churn model locally (kfp.local, 
 test: lint ## The lint checks, then the whole test suite (unit, pipeline, serving, storage, manifests)
 	$(BIN)/python -m pytest
 
+# test-fast spreads the tests over every core (pytest-xdist) and lets Python cache bytecode
+# (some shells set PYTHONDONTWRITEBYTECODE, which makes pytest re-rewrite every test module).
 test-fast: lint ## Inner loop: the lint checks, then every test but pipeline runs, servers and long scenarios
-	$(BIN)/python -m pytest -q -m "not (slow or pipeline or serving or s3)"
+	PYTHONDONTWRITEBYTECODE= $(BIN)/python -m pytest -q -n auto -m "not (slow or pipeline or serving or s3)"
 
 # The same checks run as pre-commit hooks (.pre-commit-config.yaml).
 lint: $(STAMP) ## Check with ruff (lint and format), the import contracts and mypy
