@@ -93,7 +93,9 @@ def test_every_arm_starts_from_the_first_model_in_its_own_registry(result):
 
 
 def test_the_first_month_is_judged_identically_and_only_retrain_retrains(result):
-    _, res = result
+    from mlflow import MlflowClient
+
+    settings, res = result
     cells = res["months"][0]["policies"]
     retrain, frozen = cells["retrain"], cells["frozen"]
     # same data, same champion v1, same cutoff: same monitoring figures
@@ -104,7 +106,19 @@ def test_the_first_month_is_judged_identically_and_only_retrain_retrains(result)
     assert retrain["retrained"] is True and "degradation" in retrain["reasons"]
     assert "absolute_floor" in retrain["rules"]
     assert retrain["challenger_version"] == "2"
-    assert retrain["champion_version"] == ("2" if retrain["promoted"] else "1")
+    # the arm's own registry, not the cell's flag: the alias is where the cell says, and v2
+    # holds it exactly when its recorded held-out score beat v1's by the promotion margin
+    arm = simulation.policy_settings(settings.home, "retrain")
+    client = MlflowClient(tracking_uri=arm.tracking_uri, registry_uri=arm.tracking_uri)
+    holder = str(client.get_model_version_by_alias("churn-classifier", "champion").version)
+    assert retrain["champion_version"] == holder
+    tags = client.get_model_version("churn-classifier", "2").tags
+    assert tags["decision.champion_version"] == "1"
+    challenger_won = (
+        float(tags["decision.candidate_metric"])
+        > float(tags["decision.champion_metric"]) + SIMULATION_PROTOCOL.promotion_margin
+    )
+    assert holder == ("2" if challenger_won else "1")
     assert frozen["retrained"] is False and frozen["would_retrain"] is True
     assert frozen["champion_version"] == "1" and frozen["challenger_version"] is None
     assert res["summary"]["first_retrain"]["period"] == "2025-05"
