@@ -13,8 +13,9 @@ model on them.
 
 Real-world defects are injected: missing values, outliers and exact duplicate transaction
 rows. ``drift_from_month`` changes the world from that month on: budget prices rise 30%,
-price-sensitive budget customers then only buy in a sale week every other month, premium
-customers leave abruptly after a bad experience, and everybody's feedback turns negative.
+price-sensitive budget customers then only buy in the monthly sale week (fewer, larger
+baskets: the new behaviour stays), premium customers leave abruptly after a bad
+experience, and everybody's feedback turns negative.
 
 :func:`simulate` is pure (no I/O); :func:`write_to_landing_zone` lays the tables out as
 date-partitioned CSV files, replacing the dataset it wrote before as a whole and never
@@ -308,13 +309,12 @@ def _purchase_times(
     span: np.ndarray,
     season: float,
     waits: np.ndarray,
-    sale_month: bool,
     t0: float,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Candidate purchases (customer index, day) of one month, before engagement thinning.
 
     Most customers buy as a Poisson process; replenishment shoppers on a cycle; customers
-    who ``wait`` for the sale buy only in the sale week of a sale month.
+    who ``wait`` for the sale buy only in the month's sale week.
     """
     n = len(a)
     periodic = np.isfinite(t["period"]) & ~waits
@@ -338,7 +338,7 @@ def _purchase_times(
     # the sale week: days 10-16 of the month
     s_a = np.maximum(a, t0 + _SALE_DAYS[0])
     s_span = np.clip(np.minimum(b, t0 + _SALE_DAYS[1]) - s_a, 0.0, None)
-    in_sale = waits & (s_span > 0) if sale_month else np.zeros(n, dtype=bool)
+    in_sale = waits & (s_span > 0)
     n_sale = np.where(in_sale, 1 + rng.poisson(1.0, size=n), 0)
     s_cust = np.repeat(np.arange(n), n_sale)
     s_when = s_a[s_cust] + rng.random(len(s_cust)) * s_span[s_cust]
@@ -426,10 +426,9 @@ def simulate(
         b = np.minimum(t1, churn)
         span = np.clip(b - a, 0.0, None)
         season = 1.0 + 0.08 * np.sin(2 * np.pi * (step % 12) / 12.0)
-        # after the price rise, bargain hunters only buy in the sale, every other month
+        # after the price rise, bargain hunters only buy in the monthly sale week
         waits = t["bargain"] if drifted else np.zeros(n, dtype=bool)
-        sale_month = drift_step is not None and drifted and (step - drift_step) % 2 == 0
-        cust, when = _purchase_times(rng, t, a, b, span, season, waits, sale_month, t0)
+        cust, when = _purchase_times(rng, t, a, b, span, season, waits, t0)
         keep = rng.random(len(cust)) < _engagement(when, decision[cust], churn[cust])
         cust, when = cust[keep], when[keep]
         declining = when >= decision[cust]
