@@ -394,6 +394,8 @@ def test_kserve_pulls_the_model_with_the_annotated_secret(docs):
     isvc = one(docs, "InferenceService", "churn-classifier")
     predictor = isvc["spec"]["predictor"]
     assert predictor["serviceAccountName"] == "churn-kserve-sa"
+    # the deploy step's default names the same account (the ConfigMap need not say it)
+    assert deploy.DEFAULT_SERVICE_ACCOUNT == "churn-kserve-sa"
     model = predictor["model"]
     assert model["modelFormat"]["name"] == "mlflow"
     assert model["protocolVersion"] == "v2"

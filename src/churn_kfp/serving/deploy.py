@@ -55,7 +55,7 @@ MODES = ("local", "cluster")
 # The ServiceAccount whose Secret carries the S3 credentials and endpoint annotations
 # (serving.kserve.io/s3-endpoint, s3-usehttps, s3-verifyssl) KServe's storage initializer
 # uses to fetch the model. Override with CHURN_KSERVE_SERVICE_ACCOUNT.
-DEFAULT_SERVICE_ACCOUNT = "churn-kserve"
+DEFAULT_SERVICE_ACCOUNT = "churn-kserve-sa"
 DEFAULT_RESOURCES = {
     "requests": {"cpu": "500m", "memory": "1Gi"},
     "limits": {"cpu": "1", "memory": "2Gi"},
