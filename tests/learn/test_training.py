@@ -244,7 +244,7 @@ def test_pipeline_survives_mlflow_skops(
     )
     flavor = yaml.safe_load((path / "MLmodel").read_text())["flavors"]["sklearn"]
     assert flavor["serialization_format"] == "skops"
-    # The project's loader (never MLflow's, which needs the pickle flag even for skops).
+    # The project's loader (never MLflow's, which would follow any format in MLmodel).
     from churn_kfp.registry import loading
 
     monkeypatch.delenv("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", raising=False)

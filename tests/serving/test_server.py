@@ -252,6 +252,38 @@ def test_server_config(served, tmp_path):
     assert model_settings["parameters"]["extra"] == {"threshold": THRESHOLD}
 
 
+def test_one_set_of_mlserver_settings(served, tmp_path):
+    """``churn serve``, the launcher and the KServe ServingRuntime use the same settings."""
+    import mlserver.settings
+    import yaml
+
+    from churn_kfp.serving import launch
+
+    assert launch.SERVER_SETTINGS, "no settings to check"
+    written = json.loads(
+        (
+            serving.write_server_config(served, tmp_path, http_port=1, grpc_port=2)
+            / "settings.json"
+        ).read_text()
+    )
+    assert launch.SERVER_SETTINGS.items() <= written.items()
+    manifest = Path(__file__).resolve().parents[2] / "manifests/base/serving-runtime.yaml"
+    (container,) = yaml.safe_load(manifest.read_text())["spec"]["containers"]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert launch.server_env().items() <= env.items()
+    # MLServer reads these variables as those settings (its defaults differ)
+    assert mlserver.settings.Settings(_env_file=None).debug is True
+    environ = dict(launch.server_env())
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in environ.items():
+            patch.setenv(key, value)
+        from_env = mlserver.settings.Settings(_env_file=None)
+    assert {k: getattr(from_env, k) for k in launch.SERVER_SETTINGS} == launch.SERVER_SETTINGS
+    kept = {"MLSERVER_DEBUG": "true"}
+    launch.apply_server_settings(kept)
+    assert kept["MLSERVER_DEBUG"] == "true" and kept.keys() == environ.keys()
+
+
 def test_frame_to_v2_request_types_and_missing_values():
     frame = pd.DataFrame(
         {"x": [1.5, np.nan], "n": [1, 2], "s": ["a", None], "b": [True, False]},

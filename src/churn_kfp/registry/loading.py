@@ -2,9 +2,9 @@
 
 MLflow follows whatever a version's ``MLmodel`` file says: a ``cloudpickle`` or ``pickle``
 ``serialization_format``, or a pyfunc ``python_model`` pickle, runs arbitrary code while it
-is loaded, and MLflow 3.17 only loads any scikit-learn model once
-``MLFLOW_ALLOW_PICKLE_DESERIALIZATION`` is set, which opens the door to all of them. So this
-project never sets that flag and loads every model here instead:
+is loaded. MLflow 3.17 gates every format behind ``MLFLOW_ALLOW_PICKLE_DESERIALIZATION``
+but counts it as true when unset, so its own loader would follow any of them. So this project
+never sets that flag, never calls MLflow's loader, and loads every model here instead:
 
 1. :func:`check_model_dir` reads ``MLmodel`` (YAML only) and refuses, with
    :class:`UnsafeModelError` naming the model, version and format, anything that is not a

@@ -5,6 +5,10 @@ MLServer 1.7.1 has no setting for the largest HTTP request body, so this launche
 runs MLServer's own command line unchanged. ``churn serve`` starts the server this way; on
 KServe, use it as the container command (``docs/serving.md``).
 
+The MLServer settings every server of ours runs with, whatever starts it (``churn serve``
+writes them into ``settings.json``, the KServe ServingRuntime lists them as environment
+variables, and this launcher sets them as defaults), are :data:`SERVER_SETTINGS`.
+
 With :data:`PARENT_FD_ENV` set (by :func:`churn_kfp.serving.server.start_server`), the server
 also dies with the process that started it: that variable names the read end of a pipe whose
 only write end the parent holds, and EOF on it (the parent stopped or was killed, even by
@@ -16,9 +20,34 @@ from __future__ import annotations
 import os
 import sys
 import threading
+from collections.abc import MutableMapping
 from typing import Any
 
 from churn_kfp.serving.limits import BodyLimitMiddleware, RequestLimits
+
+SERVER_SETTINGS: dict[str, Any] = {
+    # MLServer's default (true) writes an access-log line per request.
+    "debug": False,
+    # Predict in the server process: with mlserver 1.7.1 here worker processes die ("no
+    # current event loop"), and handing a 1-row request to a worker costs more than scoring it.
+    "parallel_workers": 0,
+}
+"""MLServer settings (``mlserver.settings.Settings`` fields) of every server we start."""
+
+
+def server_env() -> dict[str, str]:
+    """:data:`SERVER_SETTINGS` as MLServer's environment variables (``MLSERVER_DEBUG``...)."""
+    return {
+        f"MLSERVER_{key.upper()}": str(value).lower() if isinstance(value, bool) else str(value)
+        for key, value in SERVER_SETTINGS.items()
+    }
+
+
+def apply_server_settings(environ: MutableMapping[str, str] | None = None) -> None:
+    """Sets :func:`server_env` in ``environ`` (``os.environ``) where not set already."""
+    env = os.environ if environ is None else environ
+    for key, value in server_env().items():
+        env.setdefault(key, value)
 
 
 def install_body_limit(limits: RequestLimits) -> None:
@@ -65,6 +94,7 @@ def main(argv: list[str] | None = None) -> None:
     except ValueError as exc:
         sys.exit(f"error: {exc}")
     install_body_limit(limits)
+    apply_server_settings()
     parent_fd = os.environ.pop(PARENT_FD_ENV, "")
     if parent_fd.isdigit():
         exit_when_parent_dies(int(parent_fd))

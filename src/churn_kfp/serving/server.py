@@ -37,7 +37,7 @@ from typing import Any
 from churn_kfp.core.config import CHAMPION_ALIAS, MODEL_NAME, Settings, apply_runtime_env
 from churn_kfp.core.processes import process_alive
 from churn_kfp.registry.contract import EXAMPLE_PROBABILITIES_TAG, THRESHOLD_TAG, parse_threshold
-from churn_kfp.serving.launch import PARENT_FD_ENV
+from churn_kfp.serving.launch import PARENT_FD_ENV, SERVER_SETTINGS
 from churn_kfp.serving.limits import RequestLimits
 
 logger = logging.getLogger(__name__)
@@ -272,12 +272,11 @@ def write_server_config(
 ) -> Path:
     """Writes MLServer's ``settings.json`` and ``<model name>/model-settings.json``.
 
-    The server binds ``host`` only (default loopback), runs the model in the server process
-    (``parallel_workers: 0``: with mlserver 1.7.1 here, worker processes die with "no current
-    event loop"), logs no line per request (``debug: false``) and has no metrics server
-    unless ``metrics_port`` is given. MLServer always starts its gRPC server, hence
-    ``grpc_port``; its messages are capped at the body limit
-    (:class:`~churn_kfp.serving.limits.RequestLimits`).
+    The server binds ``host`` only (default loopback), runs with
+    :data:`~churn_kfp.serving.launch.SERVER_SETTINGS` (the model in the server process, no
+    log line per request) and has no metrics server unless ``metrics_port`` is given.
+    MLServer always starts its gRPC server, hence ``grpc_port``; its messages are capped at
+    the body limit (:class:`~churn_kfp.serving.limits.RequestLimits`).
 
     Args:
         model: The version to serve.
@@ -300,8 +299,7 @@ def write_server_config(
         "http_port": int(http_port),
         "grpc_port": int(grpc_port),
         "grpc_max_message_length": RequestLimits.from_env().max_body_bytes,
-        "debug": False,
-        "parallel_workers": 0,
+        **SERVER_SETTINGS,
         "load_models_at_startup": True,
         "metrics_endpoint": "/metrics" if metrics_port else None,
     }
