@@ -1,12 +1,21 @@
-"""Throughput of point-in-time feature building, against a plain pandas group-by baseline.
+"""Growth curve of the feature data path: DuckDB engine vs a plain pandas group-by.
 
-Generates synthetic transactions with numpy (about n/20 customers, 365 days, string customer
-ids as a clean frame has them), times :func:`churn_kfp.learn.features.build_features` at one cutoff
-(the whole call, including encoding the transactions), records the peak growth of the
-process's resident memory while it runs, and times a naive pandas implementation of the core
-features (recency and frequency/monetary per window) on the smallest size.
+For every size, synthetic transactions (about n/20 customers with skewed activity over 365
+days, string customer ids) are generated with numpy and written once to Parquet in a
+temporary folder (never kept). Then, in the same run:
 
-Run ``python bench/features_bench.py --help``.
+- ``duckdb``: :func:`churn_kfp.learn.duckdb_engine.build_feature_table_duckdb` reads that
+  Parquet and computes the whole feature table (every behaviour and quantity feature) at the
+  four cutoffs of a run (two training, validation, test), all cores;
+- ``baseline``: plain pandas reads the same Parquet and, per cutoff, group-bys the core
+  features (recency, frequency and monetary per window), up to ``--baseline-max`` rows.
+
+Each records wall seconds, transactions/s (rows read once, whatever the cutoffs) and the peak
+growth of resident memory. Labels are not timed here (they still use the pandas encoding).
+Results go to JSON and, with matplotlib, a PNG beside it.
+
+Run ``python bench/features_bench.py --help``; ``make bench`` runs 1M, 10M and 30M,
+``make bench-scale`` adds 100M.
 """
 
 from __future__ import annotations
@@ -16,26 +25,39 @@ import gc
 import json
 import os
 import sys
+import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 try:
-    from churn_kfp.learn.features import TransactionIndex, build_features
+    from churn_kfp.learn.duckdb_engine import build_feature_table_duckdb, connect
 except ImportError:  # running from a source checkout without installation
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-    from churn_kfp.learn.features import TransactionIndex, build_features
+    from churn_kfp.learn.duckdb_engine import build_feature_table_duckdb, connect
+from churn_kfp.learn.plan import CutoffPlan
 
 DAYS = 365
 ORIGIN = pd.Timestamp("2024-01-01")
-CUTOFF = ORIGIN + pd.Timedelta(days=300)
+PLAN = CutoffPlan(
+    train=[pd.Timestamp("2024-08-01"), pd.Timestamp("2024-09-01")],
+    validation=pd.Timestamp("2024-10-01"),
+    test=pd.Timestamp("2024-11-01"),
+    horizon_days=30,
+)
 WINDOWS = (30, 60, 90)
+DEFAULT_SIZES = (1_000_000, 10_000_000, 30_000_000)
+SCALE_SIZES = (*DEFAULT_SIZES, 100_000_000)
+CHUNK = 5_000_000
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "features.json"
+DEFAULT_PNG = DEFAULT_OUT.with_suffix(".png")
 
 
 def size_label(n: int) -> str:
@@ -47,23 +69,31 @@ def size_label(n: int) -> str:
     return str(n)
 
 
-def make_transactions(n: int, seed: int = 0) -> pd.DataFrame:
-    """Synthetic clean transactions: ~n/20 customers with skewed activity over 365 days."""
+def write_transactions(n: int, folder: Path, seed: int = 0) -> list[Path]:
+    """Writes n synthetic transactions as Parquet files of at most :data:`CHUNK` rows."""
     rng = np.random.default_rng(seed)
     n_customers = max(1, n // 20)
-    # Zipf-like activity: some customers buy far more often than others.
-    weights = rng.pareto(1.5, n_customers) + 0.1
-    customer = rng.choice(n_customers, size=n, p=weights / weights.sum())
-    ids = np.array([f"C{i:08d}" for i in range(n_customers)], dtype=object)
-    seconds = rng.integers(0, DAYS * 86_400, size=n)
-    return pd.DataFrame(
-        {
-            "customer_id": ids[customer],
-            "timestamp": ORIGIN + pd.to_timedelta(seconds, unit="s"),
-            "amount": np.round(rng.lognormal(3.5, 0.8, size=n), 2),
-            "quantity": rng.integers(1, 6, size=n).astype(np.float64),
-        }
-    )
+    weights = rng.pareto(1.5, n_customers) + 0.1  # some customers buy far more often
+    cumulative = np.cumsum(weights / weights.sum())
+    ids = pa.array([f"C{i:08d}" for i in range(n_customers)])
+    origin_s = int(ORIGIN.timestamp())
+    paths = []
+    for start in range(0, n, CHUNK):
+        size = min(CHUNK, n - start)
+        customer = np.minimum(np.searchsorted(cumulative, rng.random(size)), n_customers - 1)
+        seconds = origin_s + rng.integers(0, DAYS * 86_400, size=size)
+        table = pa.table(
+            {
+                "customer_id": ids.take(pa.array(customer)),
+                "timestamp": pa.array(seconds.astype("datetime64[s]").astype("datetime64[us]")),
+                "amount": np.round(rng.lognormal(3.5, 0.8, size=size), 2),
+                "quantity": rng.integers(1, 6, size=size).astype(np.float64),
+            }
+        )
+        path = folder / f"part-{start // CHUNK:04d}.parquet"
+        pq.write_table(table, path)
+        paths.append(path)
+    return paths
 
 
 def naive_features(transactions: pd.DataFrame, cutoff: pd.Timestamp) -> pd.DataFrame:
@@ -80,6 +110,13 @@ def naive_features(transactions: pd.DataFrame, cutoff: pd.Timestamp) -> pd.DataF
         out[f"frequency_{w}d"] = agg["count"].astype(float)
         out[f"monetary_{w}d"] = agg["sum"]
     return out.sort_index().reset_index()
+
+
+def naive_table(paths: Sequence[Path]) -> pd.DataFrame:
+    """The baseline at every cutoff of the run, reading the Parquet with pandas."""
+    transactions = pd.read_parquet(paths if len(paths) > 1 else paths[0])
+    parts = [naive_features(transactions, c).assign(cutoff=c) for c in PLAN.all_cutoffs()]
+    return pd.concat(parts, ignore_index=True)
 
 
 class PeakRss:
@@ -115,152 +152,216 @@ class PeakRss:
         return (self.peak_rss - self.start_rss) / 2**20
 
 
-def best_time(fn: Callable[[], Any], repeats: int) -> tuple[float, float, Any]:
-    """Best wall and CPU time of ``repeats`` calls, and the last result."""
-    best, best_cpu, result = float("inf"), float("inf"), None
-    for _ in range(repeats):
-        gc.collect()
+def timed(fn: Any) -> tuple[dict[str, Any], Any]:
+    """Wall and CPU seconds and peak memory growth of one call, and its result."""
+    gc.collect()
+    with PeakRss() as memory:
         start, start_cpu = time.perf_counter(), time.process_time()
         result = fn()
-        best = min(best, time.perf_counter() - start)
-        best_cpu = min(best_cpu, time.process_time() - start_cpu)
-    return best, best_cpu, result
+        seconds, cpu = time.perf_counter() - start, time.process_time() - start_cpu
+    return {
+        "seconds": round(seconds, 3),
+        "cpu_seconds": round(cpu, 3),
+        "peak_mb": round(memory.peak_mb, 1),
+    }, result
 
 
-def run(sizes: Sequence[int] = (1_000_000, 10_000_000), seed: int = 0) -> dict[str, Any]:
+def same_core_values(table: pd.DataFrame, baseline: pd.DataFrame) -> bool:
+    """Whether the engine and the baseline agree on the baseline's columns."""
+    baseline = baseline.assign(cutoff=baseline["cutoff"].astype("datetime64[ns]"))
+    ours = table.set_index(["cutoff", "customer_id"]).sort_index()
+    theirs = baseline.set_index(["cutoff", "customer_id"]).sort_index()
+    return ours.index.equals(theirs.index) and all(
+        np.allclose(ours[c].to_numpy(), theirs[c].to_numpy()) for c in theirs.columns
+    )
+
+
+def run(
+    sizes: Sequence[int] = DEFAULT_SIZES,
+    seed: int = 0,
+    baseline_max: int = 10_000_000,
+    quick: bool = False,
+    memory_limit: str = "10GB",
+    png: Path | None = DEFAULT_PNG,
+) -> dict[str, Any]:
     """Runs the benchmark.
 
     Args:
-        sizes: Numbers of transactions; the smallest also gets the pandas baseline.
+        sizes: Numbers of transactions.
         seed: Random seed of the synthetic data.
+        baseline_max: Largest size the pandas baseline runs at.
+        quick: Small sizes only (a smoke check).
+        memory_limit: DuckDB's memory limit; beyond it, it spills to the temporary folder.
+        png: Where to draw the curve (``None``: no picture).
 
     Returns:
-        ``{"features": {label: {...}}, "baseline": {...}, "machine": {...}}``.
+        ``{"sizes": {label: {...}}, "machine": {...}, ...}``.
     """
-    load_before = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    if quick:
+        sizes = (200_000, 1_000_000)
+    load_before = os.getloadavg()[0]
     results: dict[str, Any] = {
-        "cutoff": CUTOFF.date().isoformat(),
+        "cutoffs": [c.date().isoformat() for c in PLAN.all_cutoffs()],
         "windows": list(WINDOWS),
-        "features": {},
-        "machine": {"cpus": os.cpu_count(), "numpy": np.__version__, "pandas": pd.__version__},
+        "engine": "duckdb",
+        "duckdb_memory_limit": memory_limit,
+        "baseline": "pandas read_parquet + groupby: recency + frequency/monetary per window",
+        "sizes": {},
+        "machine": {"cpus": os.cpu_count(), "pandas": pd.__version__},
     }
-    smallest = min(sizes)
     for n in sorted(sizes):
-        transactions = make_transactions(n, seed)
-        repeats = 3 if n <= 1_000_000 else 1
-        gc.collect()
-        with PeakRss() as memory:
-            start, start_cpu = time.perf_counter(), time.process_time()
-            table = build_features(transactions, CUTOFF, windows=WINDOWS)
-            seconds, cpu = time.perf_counter() - start, time.process_time() - start_cpu
-        if repeats > 1:
-            again, again_cpu, table = best_time(
-                lambda t=transactions: build_features(t, CUTOFF, windows=WINDOWS), repeats - 1
-            )
-            seconds, cpu = min(seconds, again), min(cpu, again_cpu)
-        # The same work split in two: encoding once, then one cutoff on the encoded index
-        # (what build_feature_table does for every further cutoff).
-        encode, _, index = best_time(lambda t=transactions: TransactionIndex(t), 1)
-        per_cutoff, _, _ = best_time(
-            lambda i=index: build_features(i, CUTOFF, windows=WINDOWS), repeats
-        )
-        del index
-        results["features"][size_label(n)] = {
-            "transactions": n,
-            "customers": int(transactions["customer_id"].nunique()) if n <= 1_000_000 else None,
-            "eligible_rows": len(table),
-            "feature_columns": len(table.columns) - 2,
-            "runs": repeats,
-            "seconds": round(seconds, 4),
-            "cpu_seconds": round(cpu, 4),
-            "tx_per_s": round(n / seconds),
-            "tx_per_cpu_s": round(n / cpu),
-            "peak_mb": round(memory.peak_mb, 1),
-            "encode_seconds": round(encode, 4),
-            "cutoff_on_index_seconds": round(per_cutoff, 4),
-        }
-        if n == smallest:
-            base_seconds, _, base = best_time(
-                lambda t=transactions: naive_features(t, CUTOFF), repeats
-            )
-            ours = table.set_index("customer_id")
-            theirs = base.set_index("customer_id")
-            same = ours.index.equals(theirs.index) and all(
-                np.allclose(ours[c].to_numpy(), theirs[c].to_numpy()) for c in theirs.columns
-            )
-            results["baseline"] = {
-                "size": size_label(n),
-                "what": "pandas groupby: recency + frequency/monetary over 30/60/90 days",
-                "runs": repeats,
-                "seconds": round(base_seconds, 4),
-                "tx_per_s": round(n / base_seconds),
-                "speedup": round(base_seconds / seconds, 2),
-                "same_values": bool(same),
+        with tempfile.TemporaryDirectory(prefix="churn-bench-") as tmp:
+            folder = Path(tmp)
+            started = time.perf_counter()
+            paths = write_transactions(n, folder, seed)
+            generate_s = time.perf_counter() - started
+            spill = folder / "spill"
+
+            def engine(paths: list[Path] = paths, spill: Path = spill) -> pd.DataFrame:
+                connection = connect(memory_limit=memory_limit, temp_directory=str(spill))
+                try:
+                    return build_feature_table_duckdb(
+                        [str(p) for p in paths], PLAN, windows=WINDOWS, connection=connection
+                    )
+                finally:
+                    connection.close()
+
+            figures, table = timed(engine)
+            entry: dict[str, Any] = {
+                "transactions": n,
+                "rows_out": len(table),
+                "feature_columns": len(table.columns) - 3,
+                "generate_seconds": round(generate_s, 1),
+                "duckdb": {**figures, "tx_per_s": round(n / figures["seconds"])},
             }
-        del transactions, table
-        gc.collect()
-    if load_before is not None:
-        # wall times are only meaningful when the machine was otherwise idle
-        results["machine"]["load_average_1m"] = {
-            "before": round(load_before, 2),
-            "after": round(os.getloadavg()[0], 2),
-        }
+            if n <= baseline_max:
+                base, naive = timed(lambda paths=paths: naive_table(paths))
+                entry["baseline"] = {**base, "tx_per_s": round(n / base["seconds"])}
+                entry["speedup"] = round(base["seconds"] / figures["seconds"], 2)
+                entry["same_core_values"] = same_core_values(table, naive)
+                del naive
+            del table
+            gc.collect()
+        results["sizes"][size_label(n)] = entry
+        print_row(size_label(n), entry, flush=True)
+    labels = list(results["sizes"])
+    if len(labels) > 1:
+        first, last = results["sizes"][labels[0]], results["sizes"][labels[-1]]
+        per_tx = [r["duckdb"]["seconds"] / r["transactions"] for r in (first, last)]
+        results["time_per_tx_growth"] = round(per_tx[1] / per_tx[0], 2)
+    results["machine"]["load_average_1m"] = {
+        "before": round(load_before, 2),
+        "after": round(os.getloadavg()[0], 2),
+    }
+    if png is not None:
+        png.parent.mkdir(parents=True, exist_ok=True)
+        drawn = plot(results, png)
+        if drawn:
+            results["png"] = str(drawn)
     return results
 
 
-def print_table(results: dict[str, Any]) -> None:
-    """Prints the results as a small table."""
-    print(
-        f"{'size':>6} {'seconds':>8} {'cpu s':>7} {'tx/s':>11} {'tx/cpu-s':>11} {'peak MB':>8} "
-        f"{'encode s':>8} {'cutoff s':>8} {'rows':>8}"
+def print_row(label: str, r: dict[str, Any], flush: bool = False) -> None:
+    """Prints one size's figures."""
+    d = r["duckdb"]
+    line = (
+        f"{label:>5}: duckdb {d['seconds']:8.2f} s {d['tx_per_s']:>12,} tx/s "
+        f"peak {d['peak_mb']:8.1f} MB"
     )
-    for label, r in results["features"].items():
-        print(
-            f"{label:>6} {r['seconds']:>8.3f} {r['cpu_seconds']:>7.3f} {r['tx_per_s']:>11,} "
-            f"{r['tx_per_cpu_s']:>11,} {r['peak_mb']:>8.1f} {r['encode_seconds']:>8.3f} "
-            f"{r['cutoff_on_index_seconds']:>8.3f} {r['eligible_rows']:>8,}"
+    if "baseline" in r:
+        b = r["baseline"]
+        line += (
+            f" | pandas {b['seconds']:8.2f} s {b['tx_per_s']:>12,} tx/s "
+            f"peak {b['peak_mb']:8.1f} MB | {r['speedup']}x, same values: {r['same_core_values']}"
         )
-    load = results["machine"].get("load_average_1m")
-    if load:
-        print(f"load average (1 min) before/after: {load['before']} / {load['after']}")
-    base = results.get("baseline")
-    if base:
-        print(
-            f"baseline ({base['what']}) at {base['size']}: {base['seconds']:.3f} s, "
-            f"{base['tx_per_s']:,} tx/s; build_features is {base['speedup']}x faster "
-            f"(same values on the shared columns: {base['same_values']})"
-        )
+    print(line, flush=flush)
+
+
+def plot(results: dict[str, Any], path: Path) -> Path | None:
+    """Writes transactions/s and peak memory per size as a PNG (None without matplotlib)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    rows = list(results["sizes"].values())
+    fig, (speed, memory) = plt.subplots(1, 2, figsize=(10, 4))
+    for key, name in (("duckdb", "DuckDB engine"), ("baseline", "pandas group-by")):
+        points = [(r["transactions"], r[key]) for r in rows if key in r]
+        if not points:
+            continue
+        x = [n for n, _ in points]
+        speed.plot(x, [f["tx_per_s"] for _, f in points], marker="o", label=name)
+        memory.plot(x, [f["peak_mb"] for _, f in points], marker="o", label=name)
+    for axis, title in ((speed, "transactions / s"), (memory, "peak memory growth (MB)")):
+        axis.set_xscale("log")
+        axis.set_xlabel("transactions")
+        axis.set_title(title)
+        axis.grid(True, alpha=0.3)
+        axis.legend()
+    fig.suptitle(
+        f"features at {len(results['cutoffs'])} cutoffs, {results['machine']['cpus']} CPUs"
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=(
-            "Benchmark churn_kfp.learn.features.build_features at one cutoff on synthetic "
-            "transactions (~n/20 customers over 365 days) and compare with a naive pandas "
-            "group-by implementation of recency/frequency/monetary at the smallest size."
+            "Growth curve of the feature table on DuckDB (all cutoffs of a run, Parquet in) "
+            "beside a plain pandas group-by of the core features, on synthetic transactions."
         )
     )
     parser.add_argument(
         "--sizes",
         type=int,
         nargs="+",
-        default=[1_000_000, 10_000_000],
+        default=list(DEFAULT_SIZES),
         metavar="N",
-        help="numbers of transactions to time (default: 1000000 10000000)",
+        help="numbers of transactions (default: 1000000 10000000 30000000)",
+    )
+    parser.add_argument("--scale", action="store_true", help="add 100M (needs ~24 GiB)")
+    parser.add_argument(
+        "--baseline-max",
+        type=int,
+        default=10_000_000,
+        help="largest size the pandas baseline runs at (default: 10000000)",
+    )
+    parser.add_argument(
+        "--memory-limit",
+        default="10GB",
+        help="DuckDB's memory limit, beyond which it spills to disk (default: 10GB)",
     )
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     parser.add_argument(
         "--out",
         type=Path,
         default=DEFAULT_OUT,
-        help=f"where to write the JSON results (default: {DEFAULT_OUT})",
+        help=f"JSON results; the PNG goes beside it (default: {DEFAULT_OUT})",
     )
     args = parser.parse_args(argv)
-    results = run(sizes=tuple(args.sizes), seed=args.seed)
-    print_table(results)
+    sizes = sorted({*args.sizes, *(SCALE_SIZES if args.scale else ())})
+    results = run(
+        sizes=sizes,
+        seed=args.seed,
+        baseline_max=args.baseline_max,
+        memory_limit=args.memory_limit,
+        png=args.out.with_suffix(".png"),
+    )
+    load = results["machine"]["load_average_1m"]
+    print(f"load average (1 min) before/after: {load['before']} / {load['after']}")
+    if "time_per_tx_growth" in results:
+        print(f"time per transaction, largest over smallest size: {results['time_per_tx_growth']}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"wrote {args.out}")
+    if "png" in results:
+        print(f"wrote {results['png']}")
     return 0
 
 

@@ -16,5 +16,6 @@ __all__ = [
     "monitoring",
     "registration",
     "sentiment",
+    "spark_features",
     "training",
 ]

@@ -42,9 +42,10 @@ def build_features(
     import pandas as pd
 
     from churn_kfp.learn import features as feats
+    from churn_kfp.learn.engines import DEFAULT_ENGINE, build_features_with
     from churn_kfp.learn.plan import parse_spacing, plan_cutoffs
 
-    tx = pd.read_parquet(transactions.path)
+    tx = pd.read_parquet(transactions.path, columns=["timestamp"])
     cust = pd.read_parquet(customers.path)
     fb = pd.read_parquet(scored_feedback.path)
     spacing, spacing_days = parse_spacing(cutoff_spacing)
@@ -57,8 +58,9 @@ def build_features(
         spacing_days=spacing_days,
         test_cutoff=test_cutoff or None,
     )
-    table = feats.build_feature_table(
-        tx,
+    table = build_features_with(
+        DEFAULT_ENGINE,
+        transactions.path,
         plan,
         customers=cust if len(cust) else None,
         feedback=fb if len(fb) else None,

@@ -34,6 +34,7 @@ from churn_kfp.components.sentiment import score_sentiment
 from churn_kfp.core.config import MODEL_NAME, RETRAINING_PIPELINE
 from churn_kfp.core.protocol import RETRAINING_PROTOCOL
 from churn_kfp.orchestration.cluster_env import use_cluster_config
+from churn_kfp.orchestration.spark_app import AUTO_SPARK_BYTES
 from churn_kfp.pipelines.train_and_register import train_and_register
 
 __all__ = ["retraining_pipeline"]
@@ -77,6 +78,8 @@ def retraining_pipeline(
     deploy_mode: str = "cluster",
     namespace: str = "",
     canary_percent: int = 0,
+    feature_engine: str = "auto",
+    spark_threshold_bytes: int = AUTO_SPARK_BYTES,
     # KFP reads the default from the signature: a list, not the protocol's tuple.
     candidate_models: list = list(RETRAINING_PROTOCOL.candidate_models),  # noqa: B006
 ):
@@ -162,6 +165,8 @@ def retraining_pipeline(
                 deploy_mode=deploy_mode,
                 namespace=namespace,
                 canary_percent=canary_percent,
+                feature_engine=feature_engine,
+                spark_threshold_bytes=spark_threshold_bytes,
             ).set_display_name("train challengers + champion/challenger")
 
             # The sub-pipeline ends after its deploy step, so the commit follows it.

@@ -8,6 +8,7 @@ from churn_kfp.components.sentiment import score_sentiment
 from churn_kfp.core.config import MODEL_NAME, TRAINING_PIPELINE
 from churn_kfp.core.protocol import PROTOCOL
 from churn_kfp.orchestration.cluster_env import use_cluster_config
+from churn_kfp.orchestration.spark_app import AUTO_SPARK_BYTES
 from churn_kfp.pipelines.train_and_register import train_and_register
 
 __all__ = ["training_pipeline"]
@@ -44,6 +45,8 @@ def training_pipeline(
     deploy_mode: str = "cluster",
     namespace: str = "",
     canary_percent: int = 0,
+    feature_engine: str = "auto",
+    spark_threshold_bytes: int = AUTO_SPARK_BYTES,
 ) -> str:
     """Trains churn models, registers the best and deploys a new champion.
 
@@ -53,6 +56,8 @@ def training_pipeline(
     zone); ``deploy_mode="local"`` only writes the InferenceService manifest (local runs
     default to both: :data:`~churn_kfp.orchestration.localrun.LOCAL_DEFAULTS`). The
     candidate models are the protocol's (:data:`~churn_kfp.core.protocol.PROTOCOL`).
+    ``feature_engine`` (``auto`` | ``duckdb`` | ``spark``) picks where the features are
+    computed; ``auto`` runs Spark from ``spark_threshold_bytes`` of transactions on.
     Returns the run summary as JSON.
     """
     generated = generate_data(
@@ -97,6 +102,8 @@ def training_pipeline(
         deploy_mode=deploy_mode,
         namespace=namespace,
         canary_percent=canary_percent,
+        feature_engine=feature_engine,
+        spark_threshold_bytes=spark_threshold_bytes,
     ).set_display_name("train + register")
 
     # On a cluster every task reads S3 credentials and service URLs from a Secret and a

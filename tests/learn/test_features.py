@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from churn_kfp.core import columns
+from churn_kfp.learn.duckdb_engine import build_feature_table_duckdb, build_features_duckdb
 from churn_kfp.learn.features import (
     BEHAVIOUR,
     DEMOGRAPHICS,
@@ -16,9 +17,11 @@ from churn_kfp.learn.features import (
     SENTIMENT,
     TransactionIndex,
     build_feature_table,
-    build_features,
     describe_feature_groups,
     feature_groups_used,
+)
+from churn_kfp.learn.features import (
+    build_features as build_features_pandas,
 )
 from churn_kfp.learn.plan import CutoffPlan
 
@@ -56,11 +59,17 @@ def tiny() -> pd.DataFrame:
     )
 
 
+@pytest.fixture(params=["pandas", "duckdb"])
+def build_features(request):
+    """The one-cutoff builder of each engine: the same tests hold for both."""
+    return {"pandas": build_features_pandas, "duckdb": build_features_duckdb}[request.param]
+
+
 def row(frame: pd.DataFrame, customer: str) -> pd.Series:
     return frame.set_index(columns.CUSTOMER_ID).loc[customer]
 
 
-def test_window_arithmetic_by_hand(tiny):
+def test_window_arithmetic_by_hand(tiny, build_features):
     f = build_features(tiny, CUTOFF)
     assert list(f[columns.CUSTOMER_ID]) == ["A", "B"]
     a = row(f, "A")
@@ -114,7 +123,7 @@ def test_window_arithmetic_by_hand(tiny):
     assert f[columns.CUTOFF].dtype == "datetime64[ns]"
 
 
-def test_window_includes_its_first_instant_and_excludes_the_cutoff():
+def test_window_includes_its_first_instant_and_excludes_the_cutoff(build_features):
     f = build_features(
         tx([("A", "2024-03-02", 1, 1), ("A", "2024-03-01 23:59:59", 2, 1)]),
         CUTOFF,
@@ -124,7 +133,7 @@ def test_window_includes_its_first_instant_and_excludes_the_cutoff():
     assert row(f, "A")["monetary_60d"] == 3
 
 
-def test_purchase_days_and_gaps_are_point_in_time():
+def test_purchase_days_and_gaps_are_point_in_time(build_features):
     log = tx(
         [
             ("A", "2024-03-01 09:00", 1, 1),
@@ -143,7 +152,7 @@ def test_purchase_days_and_gaps_are_point_in_time():
     assert before["active_span_ratio"] == pytest.approx(241 / 711)
 
 
-def test_eligibility(tiny):
+def test_eligibility(tiny, build_features):
     assert "C" not in set(build_features(tiny, CUTOFF)[columns.CUSTOMER_ID])
     wide = build_features(tiny, CUTOFF, eligibility_days=180)
     assert list(wide[columns.CUSTOMER_ID]) == ["A", "B", "C"]
@@ -156,7 +165,7 @@ def test_eligibility(tiny):
     assert build_features(tiny, "2023-01-01").empty
 
 
-def test_point_in_time_future_rows_change_nothing(tiny):
+def test_point_in_time_future_rows_change_nothing(tiny, build_features):
     base = build_features(tiny, CUTOFF)
     future = tx(
         [
@@ -170,7 +179,7 @@ def test_point_in_time_future_rows_change_nothing(tiny):
     pd.testing.assert_frame_equal(base, more)
 
 
-def test_point_in_time_moving_a_row_before_the_cutoff_changes_features(tiny):
+def test_point_in_time_moving_a_row_before_the_cutoff_changes_features(tiny, build_features):
     moved = tiny.copy()
     at_cutoff = moved["timestamp"] == CUTOFF
     moved.loc[at_cutoff, "timestamp"] = CUTOFF - pd.Timedelta(seconds=1)
@@ -186,11 +195,15 @@ def test_point_in_time_moving_a_row_before_the_cutoff_changes_features(tiny):
 def test_input_order_and_index_reuse_do_not_matter(tiny):
     shuffled = tiny.sample(frac=1, random_state=3).reset_index(drop=True)
     index = TransactionIndex(tiny)
-    pd.testing.assert_frame_equal(build_features(tiny, CUTOFF), build_features(shuffled, CUTOFF))
-    pd.testing.assert_frame_equal(build_features(tiny, CUTOFF), build_features(index, CUTOFF))
+    pd.testing.assert_frame_equal(
+        build_features_pandas(tiny, CUTOFF), build_features_pandas(shuffled, CUTOFF)
+    )
+    pd.testing.assert_frame_equal(
+        build_features_pandas(tiny, CUTOFF), build_features_pandas(index, CUTOFF)
+    )
 
 
-def test_missing_optional_tables_produce_behaviour_only(tiny):
+def test_missing_optional_tables_produce_behaviour_only(tiny, build_features):
     no_qty = tiny.drop(columns="quantity")
     f = build_features(no_qty, CUTOFF)
     assert feature_groups_used(f) == [BEHAVIOUR]
@@ -200,7 +213,7 @@ def test_missing_optional_tables_produce_behaviour_only(tiny):
     assert feature_groups_used(build_features(tiny, CUTOFF)) == [BEHAVIOUR, QUANTITY]
 
 
-def test_sentiment_features(tiny):
+def test_sentiment_features(tiny, build_features):
     feedback = pd.DataFrame(
         {
             "customer_id": ["A", "A", "A", "A", "A", "Z"],
@@ -228,7 +241,7 @@ def test_sentiment_features(tiny):
         build_features(tiny, CUTOFF, feedback=feedback.drop(columns="sentiment"))
 
 
-def test_demographics(tiny):
+def test_demographics(tiny, build_features):
     customers = pd.DataFrame(
         {
             "customer_id": ["A", "B", "C"],
@@ -256,7 +269,7 @@ def test_demographics(tiny):
     assert demo == [] and "segment" in only_segment
 
 
-def test_missing_required_column():
+def test_missing_required_column(build_features):
     with pytest.raises(ValueError, match="amount"):
         build_features(pd.DataFrame({"customer_id": ["a"], "timestamp": [CUTOFF]}), CUTOFF)
 
@@ -343,7 +356,7 @@ def reference_features(transactions, feedback, cutoff, windows, eligibility_days
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_vectorized_equals_reference(seed):
+def test_vectorized_equals_reference(seed, build_features):
     rng = np.random.default_rng(seed)
     n, customers = 1500, 60
     cutoff = T("2024-06-01")
@@ -387,7 +400,7 @@ def test_vectorized_equals_reference(seed):
         )
 
 
-def test_build_feature_table_stacks_cutoffs(tiny):
+def test_build_feature_table_stacks_cutoffs(tiny, build_features):
     plan = CutoffPlan(
         train=[T("2024-02-01"), T("2024-03-01")],
         validation=T("2024-04-01"),
@@ -395,6 +408,7 @@ def test_build_feature_table_stacks_cutoffs(tiny):
         horizon_days=30,
     )
     table = build_feature_table(tiny, plan)
+    pd.testing.assert_frame_equal(build_feature_table_duckdb(tiny, plan), table)
     assert list(table.columns[:3]) == [columns.CUSTOMER_ID, columns.CUTOFF, columns.SPLIT]
     assert table.attrs["feature_groups"] == [BEHAVIOUR, QUANTITY]
     for cutoff in plan.all_cutoffs():

@@ -139,8 +139,9 @@ def test_protocol_parameters_have_documented_defaults(compiled):
     assert defaults["cutoff_spacing"] == "MS"
     tasks = dict(_tasks(spec))
     for task in (tasks["train-and-register"], tasks["build-features"]):
-        wired = task["inputs"]["parameters"]["cutoff_spacing"]
-        assert wired == {"componentInputParameter": "cutoff_spacing"}
+        wired = task["inputs"]["parameters"]["cutoff_spacing"]["componentInputParameter"]
+        # inside the feature-engine condition KFP names the input pipelinechannel--<name>
+        assert wired.removeprefix("pipelinechannel--") == "cutoff_spacing"
 
 
 @pytest.mark.parametrize(

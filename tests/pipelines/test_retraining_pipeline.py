@@ -298,7 +298,11 @@ def test_compiled_branches_and_caching(tmp_path):
         "deploy-model",
         "finalize-period",
     ):
-        assert tasks[name][0] == (has_new, retrain), name
+        # then under the feature-engine branch (the chain runs in both; the last one is kept)
+        assert tasks[name][0][:2] == (has_new, retrain), name
+    on_spark = "inputs.parameter_values['pipelinechannel--choose-feature-engine-Output'] == 'spark'"
+    assert tasks["build-features"][0] == (has_new, retrain, f"!({on_spark})")
+    assert tasks["build-features-spark"][0] == (has_new, retrain, on_spark)
     assert tasks["finalize-period-2"][0] == (has_new, f"!({retrain})")
     live_state = (
         "check-new-data",

@@ -60,6 +60,24 @@ def make_kube_server():
         server.stop()
 
 
+# STAND-IN addition for the Spark operator's group (sparkoperator.k8s.io): spark_stand_in.py.
+@pytest.fixture
+def make_spark_operator():
+    """Factory for STAND-INS of the Kubernetes API + Spark operator; all stopped afterwards."""
+    from spark_stand_in import SparkOperatorStandIn
+
+    servers = []
+
+    def make(**kwargs) -> SparkOperatorStandIn:
+        server = SparkOperatorStandIn(**kwargs).start()
+        servers.append(server)
+        return server
+
+    yield make
+    for server in servers:
+        server.stop()
+
+
 @pytest.fixture
 def clean_kfp_env(monkeypatch, tmp_path):
     """No KFP connection settings from the developer's shell, pod files or kfp context."""

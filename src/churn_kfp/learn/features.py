@@ -67,6 +67,8 @@ __all__ = [
     "TransactionIndex",
     "build_feature_table",
     "build_features",
+    "check_windows",
+    "finish_feature_table",
     "describe_feature_groups",
     "feature_group_of",
     "feature_groups_used",
@@ -264,12 +266,17 @@ class _Feedback:
     sentiment: np.ndarray
 
 
-def _prepare_feedback(feedback: pd.DataFrame, index: TransactionIndex) -> _Feedback:
+def _prepare_feedback(feedback: pd.DataFrame, index: TransactionIndex | pd.Index) -> _Feedback:
+    """Encodes feedback against the index's customers (or a ``pd.Index`` of ``str`` ids)."""
     missing = [c for c in ("customer_id", "timestamp", "sentiment") if c not in feedback]
     if missing:
         hint = " (score the feedback text first)" if "sentiment" in missing else ""
         raise ValueError(f"feedback lacks column(s) {missing}{hint}")
-    codes = index.codes_of(feedback["customer_id"])
+    if isinstance(index, TransactionIndex):
+        codes = index.codes_of(feedback["customer_id"])
+    else:
+        ids = pd.Series(feedback["customer_id"], dtype=object).astype(str)
+        codes = index.get_indexer(pd.Index(ids, dtype=object))
     times = _time_ns(feedback["timestamp"])
     sentiment = _floats(feedback["sentiment"])
     keep = (codes >= 0) & (times != _INT64_MIN)
@@ -301,7 +308,12 @@ def _prepare_customers(customers: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
-def _check_windows(windows: Iterable[int], eligibility_days: int) -> tuple[int, ...]:
+def check_windows(windows: Iterable[int], eligibility_days: int) -> tuple[int, ...]:
+    """Sorted distinct windows, checked with the eligibility look-back.
+
+    Raises:
+        ValueError: A window or ``eligibility_days`` is not a positive day count.
+    """
     result = tuple(sorted({int(w) for w in windows}))
     if not result or result[0] < 1:
         raise ValueError(f"windows must be positive day counts, got {tuple(windows)}")
@@ -346,7 +358,7 @@ def build_features(
         to_timestamp(cutoff),
         prepared_customers,
         prepared_feedback,
-        _check_windows(windows, eligibility_days),
+        check_windows(windows, eligibility_days),
         int(eligibility_days),
     )
 
@@ -435,18 +447,10 @@ def _features_at(
         groups.append(SENTIMENT)
 
     if customers is not None:
-        demo = customers.reindex(pd.Index(out[columns.CUSTOMER_ID], dtype=object))
-        if "signup_date" in demo:
-            signup = demo["signup_date"].to_numpy(dtype=np.float64, na_value=np.nan)
-            known = np.isfinite(signup) & (signup < c)
-            out["customer_age_days"] = np.where(known, (c - signup) / DAY_NS, np.nan)
-            signup_ns = np.where(known, signup, np.inf)
-            tenure_start = np.minimum(tenure_start.astype(np.float64), signup_ns)
-        if "age" in demo:
-            out["age"] = demo["age"].to_numpy(dtype=np.float64, na_value=np.nan)
-        for name in DEMOGRAPHIC_CATEGORICALS:
-            if name in demo:
-                out[name] = demo[name].to_numpy(dtype=object)
+        demographics, tenure_start = _demographic_features(
+            customers, out[columns.CUSTOMER_ID], c, tenure_start
+        )
+        out.update(demographics)
         groups.append(DEMOGRAPHICS)
 
     # tenure_days second, right after recency
@@ -458,6 +462,30 @@ def _features_at(
             frame[name] = frame[name].astype(np.float64)
     frame.attrs["feature_groups"] = groups
     return frame
+
+
+def _demographic_features(
+    customers: pd.DataFrame, customer_ids: np.ndarray, c: int, tenure_start: np.ndarray
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Demographic features of the given customers at ``c``, and their tenure start.
+
+    A known signup date before ``c`` moves the tenure start (first purchase, ``int64`` ns)
+    earlier.
+    """
+    out: dict[str, np.ndarray] = {}
+    demo = customers.reindex(pd.Index(customer_ids, dtype=object))
+    if "signup_date" in demo:
+        signup = demo["signup_date"].to_numpy(dtype=np.float64, na_value=np.nan)
+        known = np.isfinite(signup) & (signup < c)
+        out["customer_age_days"] = np.where(known, (c - signup) / DAY_NS, np.nan)
+        signup_ns = np.where(known, signup, np.inf)
+        tenure_start = np.minimum(tenure_start.astype(np.float64), signup_ns)
+    if "age" in demo:
+        out["age"] = demo["age"].to_numpy(dtype=np.float64, na_value=np.nan)
+    for name in DEMOGRAPHIC_CATEGORICALS:
+        if name in demo:
+            out[name] = demo[name].to_numpy(dtype=object)
+    return out, tenure_start
 
 
 def _purchase_pattern_features(
@@ -581,7 +609,7 @@ def build_feature_table(
         then the features; ``attrs["feature_groups"]`` lists the groups produced.
     """
     index = index_transactions(transactions)
-    checked = _check_windows(windows, eligibility_days)
+    checked = check_windows(windows, eligibility_days)
     prepared_feedback = None if feedback is None else _prepare_feedback(feedback, index)
     prepared_customers = None if customers is None else _prepare_customers(customers)
     parts = []
@@ -594,6 +622,79 @@ def build_feature_table(
     groups = parts[0].attrs["feature_groups"]
     table = pd.concat(parts, ignore_index=True)
     table.attrs["feature_groups"] = list(groups)
+    return table
+
+
+def finish_feature_table(
+    raw: pd.DataFrame,
+    plan: CutoffPlan | Sequence[Any],
+    customers: pd.DataFrame | None = None,
+    feedback: pd.DataFrame | None = None,
+    windows: Sequence[int] = (30, 60, 90),
+) -> pd.DataFrame:
+    """Turns the result of :func:`churn_kfp.learn.feature_sql.feature_query` into a feature table.
+
+    Adds ``cutoff`` and ``columns.SPLIT``, the sentiment and demographic groups (computed
+    here, as :func:`build_feature_table` does), and moves the tenure start to a known earlier
+    signup date; the result equals :func:`build_feature_table`'s.
+
+    Args:
+        raw: The query's rows (``customer_id``, ``cutoff_us``, ``first_purchase_us``, the
+            behaviour and quantity features), ordered by cutoff then ``customer_id``.
+        plan: The cutoffs and their splits, or just the cutoffs (then no split column, as
+            :func:`build_features` at one cutoff).
+        customers: Optional customers table.
+        feedback: Optional scored feedback.
+        windows: The look-back windows the query used.
+
+    Returns:
+        The feature table; ``attrs["feature_groups"]`` lists the groups produced.
+    """
+    largest = max(int(w) for w in windows)
+    prepared_customers = None if customers is None else _prepare_customers(customers)
+    cutoffs = [
+        to_timestamp(c) for c in (plan.all_cutoffs() if isinstance(plan, CutoffPlan) else plan)
+    ]
+    micros = raw["cutoff_us"].to_numpy(dtype=np.int64)
+    ids = raw[columns.CUSTOMER_ID].to_numpy(dtype=object)
+    feature_names = [c for c in raw.columns if c not in ("cutoff_us", "first_purchase_us")][1:]
+    out: dict[str, Any] = {
+        columns.CUSTOMER_ID: ids,
+        columns.CUTOFF: (micros * 1000).astype("datetime64[ns]"),
+    }
+    if isinstance(plan, CutoffPlan):
+        split_of = {c.value // 1000: plan.split_of(c) for c in cutoffs}
+        out[columns.SPLIT] = pd.Series(micros).map(split_of).to_numpy(dtype=object)
+    out.update({name: raw[name].to_numpy(dtype=np.float64) for name in feature_names})
+    # Rows come ordered by cutoff: the sentiment and demographic groups per cutoff slice.
+    side: dict[str, list[np.ndarray]] = {}
+    for cutoff in cutoffs:
+        c = cutoff.value
+        lo, hi = np.searchsorted(micros, [c // 1000, c // 1000 + 1])
+        part_ids = ids[lo:hi]
+        part: dict[str, np.ndarray] = {}
+        if feedback is not None:
+            encoded = _prepare_feedback(feedback, pd.Index(part_ids, dtype=object))
+            eligible = np.arange(len(part_ids), dtype=np.intp)
+            part.update(_sentiment_features(encoded, c, eligible, len(part_ids), largest))
+        if prepared_customers is not None:
+            first = raw["first_purchase_us"].to_numpy(dtype=np.int64)[lo:hi] * 1000
+            demographics, tenure_start = _demographic_features(
+                prepared_customers, part_ids, c, first
+            )
+            part.update(demographics)
+            part["tenure_days"] = (c - tenure_start) / DAY_NS
+        for name, values in part.items():
+            side.setdefault(name, []).append(values)
+    for name, pieces in side.items():
+        merged = np.concatenate(pieces)
+        out[name] = merged.astype(np.float64) if merged.dtype != object else merged
+    table = pd.DataFrame(out)
+    groups = [BEHAVIOUR]
+    groups += [QUANTITY] if "lifetime_quantity" in raw else []
+    groups += [SENTIMENT] if feedback is not None else []
+    groups += [DEMOGRAPHICS] if customers is not None else []
+    table.attrs["feature_groups"] = groups
     return table
 
 

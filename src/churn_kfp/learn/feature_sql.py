@@ -1,0 +1,224 @@
+"""The behaviour and quantity features as one SQL query, written once for every SQL engine.
+
+:func:`feature_query` returns a query that computes the ``behaviour`` and ``quantity``
+features (see :mod:`churn_kfp.learn.features` for their meaning) of every eligible customer
+at every cutoff of a run in one pass over the transactions: the transactions are joined to a
+small inline cutoffs table on ``timestamp < cutoff`` and aggregated per
+``(customer_id, cutoff)`` with conditional sums per window. The text is the subset of SQL
+that DuckDB and Spark SQL both accept (``CASE``, ``COALESCE``, ``POWER``, ``SQRT``, ``CEIL``,
+``FLOOR``, ``LAG`` over a window, an inline ``VALUES`` table); the only dialect-specific
+piece is the timestamp -> epoch microseconds function, chosen by ``dialect``. Every division
+is guarded by ``CASE`` (Spark's ANSI mode raises on a division by zero).
+
+Usage::
+
+    sql = feature_query("transactions", cutoffs, windows=(30, 60, 90), eligibility_days=90,
+                        has_quantity=True, dialect="duckdb")   # or dialect="spark"
+
+Input: a table or view named ``transactions`` with the canonical columns
+(:data:`churn_kfp.core.columns.CUSTOMER_ID`, ``timestamp``, ``amount``, optionally
+``quantity``); rows with a missing id or timestamp are ignored, a missing or ``NaN`` amount or
+quantity counts as 0. Timestamps are read as UTC at microsecond precision.
+
+Output columns, ordered by cutoff then ``customer_id``: ``customer_id`` (string), ``cutoff_us``
+and ``first_purchase_us`` (``BIGINT`` epoch microseconds: the cutoff and the customer's first
+purchase, for :func:`churn_kfp.learn.features.finish_feature_table`, which turns the result
+into the feature table: ``cutoff`` column, split, sentiment and demographic features), then
+the features in the order of :func:`churn_kfp.learn.features.build_feature_table` as
+``DOUBLE`` (``NULL`` where the pandas builder has ``NaN``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from churn_kfp.core import columns
+from churn_kfp.core.dates import to_timestamp
+from churn_kfp.learn.features import ACTIVE_PERIOD_DAYS, DECAY_HALF_LIVES, check_windows
+
+__all__ = ["DIALECTS", "feature_query"]
+
+DAY_US = 86_400 * 10**6
+"""Microseconds per day."""
+
+DIALECTS = {"duckdb": "epoch_us({})", "spark": "unix_micros({})"}
+"""Timestamp -> epoch microseconds, the one function the engines spell differently."""
+
+
+def _cutoffs_values(cutoffs: Sequence[Any]) -> str:
+    """An inline ``VALUES`` table of the cutoffs as epoch microseconds (naive UTC)."""
+    micros = sorted({to_timestamp(c).value // 1000 for c in cutoffs})
+    rows = ", ".join(f"({m})" for m in micros)
+    return f"(VALUES {rows}) AS cutoffs(c)"
+
+
+def _in_window(days: int, then: str, otherwise: str = "0.0") -> str:
+    """``then`` for rows within ``days`` before the cutoff, else ``otherwise``."""
+    return f"CASE WHEN age <= {days * DAY_US} THEN {then} ELSE {otherwise} END"
+
+
+def _divide(numerator: str, denominator: str, when: str) -> str:
+    return f"CASE WHEN {when} THEN ({numerator}) / ({denominator}) END"
+
+
+def feature_query(
+    transactions: str,
+    cutoffs: Sequence[Any],
+    windows: Sequence[int] = (30, 60, 90),
+    eligibility_days: int = 90,
+    has_quantity: bool = True,
+    half_lives: Sequence[int] = DECAY_HALF_LIVES,
+    dialect: str = "duckdb",
+) -> str:
+    """Returns the SQL computing behaviour (+ quantity) features at every cutoff in one pass.
+
+    Args:
+        transactions: Name of the table or view holding the transactions.
+        cutoffs: The cutoffs (anything :func:`churn_kfp.core.dates.to_timestamp` accepts).
+        windows: Look-back windows in days.
+        eligibility_days: A customer is included at a cutoff when they bought within this
+            many days before it.
+        has_quantity: Whether the transactions have a ``quantity`` column (adds the
+            ``quantity`` group).
+        half_lives: Half-lives in days of the decayed frequency and spend.
+        dialect: ``"duckdb"`` or ``"spark"``.
+
+    Returns:
+        The query text (see the module docstring for its output).
+
+    Raises:
+        ValueError: Unknown dialect, no cutoff, or bad windows / eligibility.
+    """
+    if dialect not in DIALECTS:
+        raise ValueError(f"unknown SQL dialect {dialect!r}; expected one of {sorted(DIALECTS)}")
+    if not cutoffs:
+        raise ValueError("at least one cutoff is needed")
+    wins = check_windows(windows, eligibility_days)
+    smallest, largest = wins[0], wins[-1]
+    epoch = DIALECTS[dialect].format("timestamp")
+    day = f"{float(DAY_US)!r}"
+    quantity = (
+        "CASE WHEN isnan(quantity) THEN 0.0 ELSE COALESCE(CAST(quantity AS DOUBLE), 0.0) END"
+        if has_quantity
+        else "0.0"
+    )
+
+    aggregates = [
+        "MAX(t) AS last_t",
+        "MIN(t) AS first_t",
+        "CAST(COUNT(*) AS DOUBLE) AS lifetime_f",
+        "SUM(amount) AS lifetime_m",
+    ]
+    for w in sorted({*wins, 2 * smallest}):
+        aggregates.append(f"SUM({_in_window(w, '1.0')}) AS f_{w}")
+        aggregates.append(f"SUM({_in_window(w, 'amount')}) AS m_{w}")
+    # active periods: period j (1-based) holds ages in ((j-1)P, jP], capped at the window
+    period = ACTIVE_PERIOD_DAYS * DAY_US
+    n_periods = -(-largest // ACTIVE_PERIOD_DAYS)
+    for j in range(1, n_periods + 1):
+        upper = min(j * period, largest * DAY_US)
+        aggregates.append(
+            f"MAX(CASE WHEN age > {(j - 1) * period} AND age <= {upper} THEN 1.0 ELSE 0.0 END)"
+            f" AS period_{j}"
+        )
+    # 2 ** (-(c - t) / h) = 2 ** (-(c - t0) / h) * 2 ** ((t - t0) / h): the row factor is
+    # computed once per row (not per row and cutoff), t0 being the latest cutoff; it
+    # underflows only for purchases ~1000 half-lives before it.
+    latest = max(to_timestamp(c).value // 1000 for c in cutoffs)
+    row_weights = [
+        f"POWER(2.0, (CAST(t - {latest} AS DOUBLE) / {day}) / {float(h)!r}) AS w_{h}"
+        for h in half_lives
+    ]
+    for h in half_lives:
+        aggregates.append(f"SUM(w_{h}) AS df_{h}")
+        aggregates.append(f"SUM(w_{h} * amount) AS dm_{h}")
+    if has_quantity:
+        aggregates.append(f"SUM({_in_window(largest, 'quantity')}) AS q_{largest}")
+        aggregates.append("SUM(quantity) AS lifetime_q")
+
+    recency = f"CAST(a.c - last_t AS DOUBLE) / {day}"
+    since_first = f"CAST(a.c - first_t AS DOUBLE) / {day}"
+    mean_gap = _divide(
+        f"CAST(last_t - first_t AS DOUBLE) / {day}", "lifetime_f - 1.0", "lifetime_f > 1.0"
+    )
+    gap_mean = "g.gap_sum / g.n_gaps"
+    spread = f"SQRT(GREATEST(g.gap_sq / g.n_gaps - ({gap_mean}) * ({gap_mean}), 0.0))"
+    features = [
+        f"a.{columns.CUSTOMER_ID} AS {columns.CUSTOMER_ID}",
+        "a.c AS cutoff_us",
+        "a.first_t AS first_purchase_us",
+        f"{recency} AS recency_days",
+        f"{since_first} AS tenure_days",
+        *(f"f_{w} AS frequency_{w}d" for w in wins),
+        *(f"m_{w} AS monetary_{w}d" for w in wins),
+        f"{_divide(f'm_{largest}', f'f_{largest}', f'f_{largest} > 0')} AS avg_basket_{largest}d",
+        f"2.0 * f_{smallest} - f_{2 * smallest} AS frequency_trend_{smallest}d",
+        f"2.0 * m_{smallest} - m_{2 * smallest} AS monetary_trend_{smallest}d",
+        f"{mean_gap} AS mean_days_between_purchases",
+        f"{_divide(recency, mean_gap, f'({mean_gap}) > 0')} AS overdue_ratio",
+        "lifetime_f AS lifetime_frequency",
+        "lifetime_m AS lifetime_monetary",
+        f"{_divide(spread, gap_mean, 'g.n_gaps >= 2')} AS purchase_gap_cv",
+        f"{_divide(f'1.0 - ({recency}) / ({since_first})', '1.0', f'{since_first} > 0')}"
+        " AS active_span_ratio",
+        f"{' + '.join(f'period_{j}' for j in range(1, n_periods + 1))} AS active_months_{largest}d",
+    ]
+    for h in half_lives:
+        factor = f"POWER(2.0, -(CAST(a.c - {latest} AS DOUBLE) / {day}) / {float(h)!r})"
+        features += [
+            f"df_{h} * {factor} AS decayed_frequency_{h}d",
+            f"dm_{h} * {factor} AS decayed_monetary_{h}d",
+        ]
+    if has_quantity:
+        features += [f"q_{largest} AS quantity_{largest}d", "lifetime_q AS lifetime_quantity"]
+
+    sep = ",\n    "
+    return f"""WITH clean AS (
+  SELECT CAST({columns.CUSTOMER_ID} AS STRING) AS {columns.CUSTOMER_ID},
+    {epoch} AS t,
+    CASE WHEN isnan(amount) THEN 0.0 ELSE COALESCE(CAST(amount AS DOUBLE), 0.0) END AS amount,
+    {quantity} AS quantity
+  FROM {transactions}
+  WHERE {columns.CUSTOMER_ID} IS NOT NULL AND timestamp IS NOT NULL
+),
+tx AS (
+  SELECT {columns.CUSTOMER_ID}, t, amount, quantity{"".join(f", {w}" for w in row_weights)}
+  FROM clean
+),
+joined AS (
+  SELECT tx.{columns.CUSTOMER_ID}, cutoffs.c, tx.t, cutoffs.c - tx.t AS age, tx.amount,
+    tx.quantity{"".join(f", tx.w_{h}" for h in half_lives)}
+  FROM tx JOIN {_cutoffs_values(cutoffs)} ON tx.t < cutoffs.c
+),
+per_cutoff AS (
+  SELECT {columns.CUSTOMER_ID}, c,
+    {sep.join(aggregates)}
+  FROM joined
+  GROUP BY {columns.CUSTOMER_ID}, c
+  HAVING SUM({_in_window(eligibility_days, "1", "0")}) > 0
+),
+purchase_days AS (
+  SELECT {columns.CUSTOMER_ID}, day, MIN(t) AS day_t
+  FROM (SELECT {columns.CUSTOMER_ID}, t, CAST(FLOOR(t / {day}) AS BIGINT) AS day FROM tx) AS d
+  GROUP BY {columns.CUSTOMER_ID}, day
+),
+day_gaps AS (
+  SELECT {columns.CUSTOMER_ID}, day_t,
+    CAST(day - LAG(day) OVER (PARTITION BY {columns.CUSTOMER_ID} ORDER BY day) AS DOUBLE)
+      AS gap
+  FROM purchase_days
+),
+gap_stats AS (
+  SELECT day_gaps.{columns.CUSTOMER_ID}, cutoffs.c, CAST(COUNT(*) AS DOUBLE) AS n_gaps,
+    SUM(gap) AS gap_sum, SUM(gap * gap) AS gap_sq
+  FROM day_gaps JOIN {_cutoffs_values(cutoffs)} ON day_gaps.day_t < cutoffs.c
+  WHERE gap IS NOT NULL
+  GROUP BY day_gaps.{columns.CUSTOMER_ID}, cutoffs.c
+)
+SELECT
+    {sep.join(features)}
+FROM per_cutoff AS a
+LEFT JOIN gap_stats AS g ON a.{columns.CUSTOMER_ID} = g.{columns.CUSTOMER_ID} AND a.c = g.c
+ORDER BY a.c, a.{columns.CUSTOMER_ID}
+"""
