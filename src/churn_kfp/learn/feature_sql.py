@@ -2,8 +2,11 @@
 
 :func:`feature_query` returns a query that computes the ``behaviour`` and ``quantity``
 features (see :mod:`churn_kfp.learn.features` for their meaning) of every eligible customer
-at every cutoff of a run in one pass over the transactions: the transactions are joined to a
-small inline cutoffs table on ``timestamp < cutoff`` and aggregated per
+at every cutoff of a run in one pass over the transactions. The cutoffs, window starts and
+active-period edges cut time into segments, so every window of every cutoff is a union of
+whole segments: the transactions are summed once per ``(customer_id, day, segment)`` (the
+day sums give the purchase gaps), then per ``(customer_id, segment)``, and only those few
+rows are joined to a small inline table of the segments before each cutoff and summed per
 ``(customer_id, cutoff)`` with conditional sums per window. The text is the subset of SQL
 that DuckDB and Spark SQL both accept (``CASE``, ``COALESCE``, ``POWER``, ``SQRT``, ``CEIL``,
 ``FLOOR``, ``LAG`` over a window, an inline ``VALUES`` table); the only dialect-specific
@@ -46,16 +49,33 @@ DIALECTS = {"duckdb": "epoch_us({})", "spark": "unix_micros({})"}
 """Timestamp -> epoch microseconds, the one function the engines spell differently."""
 
 
-def _cutoffs_values(cutoffs: Sequence[Any]) -> str:
-    """An inline ``VALUES`` table of the cutoffs as epoch microseconds (naive UTC)."""
-    micros = sorted({to_timestamp(c).value // 1000 for c in cutoffs})
-    rows = ", ".join(f"({m})" for m in micros)
-    return f"(VALUES {rows}) AS cutoffs(c)"
+def _segment_edges(cutoffs: Sequence[Any], windows: set[int], n_periods: int) -> list[int]:
+    """Sorted epoch-microsecond edges: every cutoff, window start and active-period edge."""
+    edges = set()
+    for c in cutoffs:
+        micros = to_timestamp(c).value // 1000
+        edges.add(micros)
+        edges.update(micros - days * DAY_US for days in windows)
+        edges.update(micros - j * ACTIVE_PERIOD_DAYS * DAY_US for j in range(1, n_periods + 1))
+    return sorted(edges)
 
 
-def _in_window(days: int, then: str, otherwise: str = "0.0") -> str:
-    """``then`` for rows within ``days`` before the cutoff, else ``otherwise``."""
-    return f"CASE WHEN age <= {days * DAY_US} THEN {then} ELSE {otherwise} END"
+def _segments_values(cutoffs: Sequence[Any], edges: list[int]) -> str:
+    """An inline table of the segments before each cutoff and the ages they span.
+
+    Segment ``k`` holds times in ``[edges[k-1], edges[k])`` (segment 0 starts at minus
+    infinity); ``oldest`` is the cutoff minus its start (``NULL`` for segment 0),
+    ``youngest`` the cutoff minus its end: a row of the segment has an age in
+    ``(youngest, oldest]``.
+    """
+    rows = []
+    for c in sorted({to_timestamp(c).value // 1000 for c in cutoffs}):
+        for k, end in enumerate(edges):
+            if end > c:
+                break
+            oldest = "NULL" if k == 0 else str(c - edges[k - 1])
+            rows.append(f"({c}, {k}, CAST({oldest} AS BIGINT), {c - end})")
+    return f"(VALUES {', '.join(rows)}) AS s(c, seg, oldest, youngest)"
 
 
 def _divide(numerator: str, denominator: str, when: str) -> str:
@@ -104,23 +124,33 @@ def feature_query(
         else "0.0"
     )
 
-    aggregates = [
-        "MAX(t) AS last_t",
-        "MIN(t) AS first_t",
-        "CAST(COUNT(*) AS DOUBLE) AS lifetime_f",
-        "SUM(amount) AS lifetime_m",
-    ]
-    for w in sorted({*wins, 2 * smallest}):
-        aggregates.append(f"SUM({_in_window(w, '1.0')}) AS f_{w}")
-        aggregates.append(f"SUM({_in_window(w, 'amount')}) AS m_{w}")
-    # active periods: period j (1-based) holds ages in ((j-1)P, jP], capped at the window
+    # The cutoffs, window starts and active-period edges cut time into segments; each
+    # window of each cutoff is a union of whole segments. So the transactions are summed
+    # once per (customer, segment) and only those few rows are joined to the cutoffs.
     period = ACTIVE_PERIOD_DAYS * DAY_US
     n_periods = -(-largest // ACTIVE_PERIOD_DAYS)
+    edges = _segment_edges(cutoffs, {*wins, 2 * smallest, eligibility_days}, n_periods)
+    segment = " + ".join(f"CASE WHEN t >= {e} THEN 1 ELSE 0 END" for e in edges)
+
+    def within(days_us: int, value: str, otherwise: str = "0.0") -> str:
+        # every row of the segment is within the window when its oldest one is
+        return f"CASE WHEN s.oldest <= {days_us} THEN {value} ELSE {otherwise} END"
+
+    aggregates = [
+        "MAX(g.last_t) AS last_t",
+        "MIN(g.first_t) AS first_t",
+        "CAST(SUM(g.n) AS DOUBLE) AS lifetime_f",
+        "SUM(g.m) AS lifetime_m",
+    ]
+    for w in sorted({*wins, 2 * smallest}):
+        aggregates.append(f"SUM({within(w * DAY_US, 'CAST(g.n AS DOUBLE)')}) AS f_{w}")
+        aggregates.append(f"SUM({within(w * DAY_US, 'g.m')}) AS m_{w}")
+    # active periods: period j (1-based) holds ages in ((j-1)P, jP], capped at the window
     for j in range(1, n_periods + 1):
         upper = min(j * period, largest * DAY_US)
         aggregates.append(
-            f"MAX(CASE WHEN age > {(j - 1) * period} AND age <= {upper} THEN 1.0 ELSE 0.0 END)"
-            f" AS period_{j}"
+            f"MAX(CASE WHEN s.youngest >= {(j - 1) * period} AND s.oldest <= {upper}"
+            f" THEN 1.0 ELSE 0.0 END) AS period_{j}"
         )
     # 2 ** (-(c - t) / h) = 2 ** (-(c - t0) / h) * 2 ** ((t - t0) / h): the row factor is
     # computed once per row (not per row and cutoff), t0 being the latest cutoff; it
@@ -130,20 +160,45 @@ def feature_query(
         f"POWER(2.0, (CAST(t - {latest} AS DOUBLE) / {day}) / {float(h)!r}) AS w_{h}"
         for h in half_lives
     ]
+    segment_sums = [
+        "COUNT(*) AS n",
+        "SUM(amount) AS m",
+        "SUM(quantity) AS q",
+        "MIN(t) AS first_t",
+        "MAX(t) AS last_t",
+    ]
     for h in half_lives:
-        aggregates.append(f"SUM(w_{h}) AS df_{h}")
-        aggregates.append(f"SUM(w_{h} * amount) AS dm_{h}")
+        segment_sums += [f"SUM(w_{h}) AS df_{h}", f"SUM(w_{h} * amount) AS dm_{h}"]
+        aggregates.append(f"SUM(g.df_{h}) AS df_{h}")
+        aggregates.append(f"SUM(g.dm_{h}) AS dm_{h}")
     if has_quantity:
-        aggregates.append(f"SUM({_in_window(largest, 'quantity')}) AS q_{largest}")
-        aggregates.append("SUM(quantity) AS lifetime_q")
+        aggregates.append(f"SUM({within(largest * DAY_US, 'g.q')}) AS q_{largest}")
+        aggregates.append("SUM(g.q) AS lifetime_q")
+    # day sums -> segment sums: counts and sums add up, first and last stay extremes
+    day_to_segment = [
+        f"{'MIN' if name == 'first_t' else 'MAX' if name == 'last_t' else 'SUM'}({name}) AS {name}"
+        for name in (part.rsplit(" AS ", 1)[1] for part in segment_sums)
+    ]
+    # gap: days since the customer's previous purchase day (a day split over two segments
+    # has a second row with gap 0, which is not a gap)
+    day_to_segment += [
+        "CAST(SUM(CASE WHEN gap > 0 THEN 1 ELSE 0 END) AS DOUBLE) AS n_gaps",
+        "SUM(CASE WHEN gap > 0 THEN gap ELSE 0.0 END) AS gap_sum",
+        "SUM(CASE WHEN gap > 0 THEN gap * gap ELSE 0.0 END) AS gap_sq",
+    ]
+    aggregates += [
+        "SUM(g.n_gaps) AS n_gaps",
+        "SUM(g.gap_sum) AS gap_sum",
+        "SUM(g.gap_sq) AS gap_sq",
+    ]
 
     recency = f"CAST(a.c - last_t AS DOUBLE) / {day}"
     since_first = f"CAST(a.c - first_t AS DOUBLE) / {day}"
     mean_gap = _divide(
         f"CAST(last_t - first_t AS DOUBLE) / {day}", "lifetime_f - 1.0", "lifetime_f > 1.0"
     )
-    gap_mean = "g.gap_sum / g.n_gaps"
-    spread = f"SQRT(GREATEST(g.gap_sq / g.n_gaps - ({gap_mean}) * ({gap_mean}), 0.0))"
+    gap_mean = "a.gap_sum / a.n_gaps"
+    spread = f"SQRT(GREATEST(a.gap_sq / a.n_gaps - ({gap_mean}) * ({gap_mean}), 0.0))"
     features = [
         f"a.{columns.CUSTOMER_ID} AS {columns.CUSTOMER_ID}",
         "a.c AS cutoff_us",
@@ -159,7 +214,7 @@ def feature_query(
         f"{_divide(recency, mean_gap, f'({mean_gap}) > 0')} AS overdue_ratio",
         "lifetime_f AS lifetime_frequency",
         "lifetime_m AS lifetime_monetary",
-        f"{_divide(spread, gap_mean, 'g.n_gaps >= 2')} AS purchase_gap_cv",
+        f"{_divide(spread, gap_mean, 'a.n_gaps >= 2')} AS purchase_gap_cv",
         f"{_divide(f'1.0 - ({recency}) / ({since_first})', '1.0', f'{since_first} > 0')}"
         " AS active_span_ratio",
         f"{' + '.join(f'period_{j}' for j in range(1, n_periods + 1))} AS active_months_{largest}d",
@@ -174,6 +229,7 @@ def feature_query(
         features += [f"q_{largest} AS quantity_{largest}d", "lifetime_q AS lifetime_quantity"]
 
     sep = ",\n    "
+    segments = _segments_values(cutoffs, edges)
     return f"""WITH clean AS (
   SELECT CAST({columns.CUSTOMER_ID} AS STRING) AS {columns.CUSTOMER_ID},
     {epoch} AS t,
@@ -183,42 +239,39 @@ def feature_query(
   WHERE {columns.CUSTOMER_ID} IS NOT NULL AND timestamp IS NOT NULL
 ),
 tx AS (
-  SELECT {columns.CUSTOMER_ID}, t, amount, quantity{"".join(f", {w}" for w in row_weights)}
+  SELECT {columns.CUSTOMER_ID}, t, amount, quantity,
+    CAST(FLOOR(t / {day}) AS BIGINT) AS day, {segment} AS seg
+    {"".join(f", {w}" for w in row_weights)}
   FROM clean
 ),
-joined AS (
-  SELECT tx.{columns.CUSTOMER_ID}, cutoffs.c, tx.t, cutoffs.c - tx.t AS age, tx.amount,
-    tx.quantity{"".join(f", tx.w_{h}" for h in half_lives)}
-  FROM tx JOIN {_cutoffs_values(cutoffs)} ON tx.t < cutoffs.c
-),
-per_cutoff AS (
-  SELECT {columns.CUSTOMER_ID}, c,
-    {sep.join(aggregates)}
-  FROM joined
-  GROUP BY {columns.CUSTOMER_ID}, c
-  HAVING SUM({_in_window(eligibility_days, "1", "0")}) > 0
-),
-purchase_days AS (
-  SELECT {columns.CUSTOMER_ID}, day, MIN(t) AS day_t
-  FROM (SELECT {columns.CUSTOMER_ID}, t, CAST(FLOOR(t / {day}) AS BIGINT) AS day FROM tx) AS d
-  GROUP BY {columns.CUSTOMER_ID}, day
+per_day AS (
+  SELECT {columns.CUSTOMER_ID}, day, seg,
+    {sep.join(segment_sums)}
+  FROM tx
+  GROUP BY {columns.CUSTOMER_ID}, day, seg
 ),
 day_gaps AS (
-  SELECT {columns.CUSTOMER_ID}, day_t,
-    CAST(day - LAG(day) OVER (PARTITION BY {columns.CUSTOMER_ID} ORDER BY day) AS DOUBLE)
+  SELECT *,
+    CAST(day - LAG(day) OVER (PARTITION BY {columns.CUSTOMER_ID} ORDER BY day, seg) AS DOUBLE)
       AS gap
-  FROM purchase_days
+  FROM per_day
 ),
-gap_stats AS (
-  SELECT day_gaps.{columns.CUSTOMER_ID}, cutoffs.c, CAST(COUNT(*) AS DOUBLE) AS n_gaps,
-    SUM(gap) AS gap_sum, SUM(gap * gap) AS gap_sq
-  FROM day_gaps JOIN {_cutoffs_values(cutoffs)} ON day_gaps.day_t < cutoffs.c
-  WHERE gap IS NOT NULL
-  GROUP BY day_gaps.{columns.CUSTOMER_ID}, cutoffs.c
+per_segment AS (
+  SELECT {columns.CUSTOMER_ID}, seg,
+    {sep.join(day_to_segment)}
+  FROM day_gaps
+  GROUP BY {columns.CUSTOMER_ID}, seg
+),
+per_cutoff AS (
+  SELECT g.{columns.CUSTOMER_ID} AS {columns.CUSTOMER_ID}, s.c AS c,
+    {sep.join(aggregates)}
+  FROM per_segment AS g
+  JOIN {segments} ON g.seg = s.seg
+  GROUP BY g.{columns.CUSTOMER_ID}, s.c
+  HAVING SUM({within(eligibility_days * DAY_US, "g.n", "0")}) > 0
 )
 SELECT
     {sep.join(features)}
 FROM per_cutoff AS a
-LEFT JOIN gap_stats AS g ON a.{columns.CUSTOMER_ID} = g.{columns.CUSTOMER_ID} AND a.c = g.c
 ORDER BY a.c, a.{columns.CUSTOMER_ID}
 """
