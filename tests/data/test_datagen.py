@@ -238,6 +238,32 @@ def test_drift_makes_bargain_hunters_wait_for_the_sale(data, drifted):
     assert (~days(data, "2025-03").between(10, 16)).sum() > 100
 
 
+def test_drift_makes_short_cycle_shoppers_buy_every_other_cycle(data, drifted):
+    """Replenishment shoppers on cycles up to 28 days buy double packs under drift.
+
+    Counted on customers who never decide to leave in either world (no fading) and do not
+    wait for the sale: in the drifted months the short cycles buy half as often as the same
+    customers without drift, the longer cycles as often.
+    """
+
+    def steady(d):
+        lat = d.latent
+        return lat.index[lat["decision_date"].isna() & ~lat["bargain_hunter"]]
+
+    customers = steady(data).intersection(steady(drifted))
+    cycle = data.latent.loc[customers, "cycle_days"]
+
+    def purchases(d, ids):
+        tx = d.transactions
+        months = tx["timestamp"].dt.strftime("%Y-%m").isin(["2025-03", "2025-04"])
+        return int((months & tx["customer_id"].isin(ids)).sum())
+
+    short, long = cycle.index[cycle <= 28], cycle.index[np.isfinite(cycle) & (cycle > 28)]
+    assert len(short) > 100 and len(long) > 50
+    assert 0.4 < purchases(drifted, short) / purchases(data, short) < 0.6
+    assert 0.9 < purchases(drifted, long) / purchases(data, long) < 1.1
+
+
 # --------------------------------------------------------------------------- landing zone
 
 

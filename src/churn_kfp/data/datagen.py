@@ -14,7 +14,9 @@ model on them.
 Real-world defects are injected: missing values, outliers and exact duplicate transaction
 rows. ``drift_from_month`` changes the world from that month on: budget prices rise 30%,
 price-sensitive budget customers then only buy in the monthly sale week (fewer, larger
-baskets: the new behaviour stays), premium customers leave abruptly after a bad
+baskets: the new behaviour stays), replenishment shoppers on cycles of up to 28 days buy
+double packs every other cycle (so "no purchase in the next 30 days" no longer follows
+from recency and frequency as it did), premium customers leave abruptly after a bad
 experience, and everybody's feedback turns negative.
 
 :func:`simulate` is pure (no I/O); :func:`write_to_landing_zone` lays the tables out as
@@ -268,8 +270,9 @@ def _hazard_logit(
     if drifted:
         # the price rise drives price-sensitive budget customers away
         z += np.where(budget, h["drift_budget_ps"] * t["price_sensitivity"], 0.0)
-        # premium customers now leave after a bad experience, whatever their activity
-        freq_effect = np.where(premium | t["bargain"], 0.0, freq_effect)
+        # premium customers now leave after a bad experience, whatever their activity;
+        # bargain hunters and double-pack buyers buy less often without losing the habit
+        freq_effect = np.where(premium | t["bargain"] | (t["period"] <= 28), 0.0, freq_effect)
         z += np.where(premium & recent_negative, h["drift_premium_negative"], 0.0)
     return z + freq_effect
 
@@ -428,7 +431,10 @@ def simulate(
         season = 1.0 + 0.08 * np.sin(2 * np.pi * (step % 12) / 12.0)
         # after the price rise, bargain hunters only buy in the monthly sale week
         waits = t["bargain"] if drifted else np.zeros(n, dtype=bool)
-        cust, when = _purchase_times(rng, t, a, b, span, season, waits, t0)
+        # after the price rise, replenishment shoppers on short cycles buy double packs:
+        # every other purchase of their schedule (same anchor, twice the period)
+        shopper = {**t, "period": np.where(t["period"] <= 28, 2 * t["period"], t["period"])}
+        cust, when = _purchase_times(rng, shopper if drifted else t, a, b, span, season, waits, t0)
         keep = rng.random(len(cust)) < _engagement(when, decision[cust], churn[cust])
         cust, when = cust[keep], when[keep]
         declining = when >= decision[cust]
