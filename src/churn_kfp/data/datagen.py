@@ -14,10 +14,9 @@ model on them.
 Real-world defects are injected: missing values, outliers and exact duplicate transaction
 rows. ``drift_from_month`` changes the world from that month on: budget prices rise 30%,
 price-sensitive budget customers then only buy in the monthly sale week (fewer, larger
-baskets: the new behaviour stays), replenishment shoppers on cycles of up to 28 days buy
-double packs every other cycle (so "no purchase in the next 30 days" no longer follows
-from recency and frequency as it did), premium customers leave abruptly after a bad
-experience, and everybody's feedback turns negative.
+baskets: the new behaviour stays), shoppers on cycles of up to 28 days buy double packs
+every other cycle (the label no longer follows recency as it did), premium customers
+leave abruptly after a bad experience, and everybody's feedback turns negative.
 
 :func:`simulate` is pure (no I/O); :func:`write_to_landing_zone` lays the tables out as
 date-partitioned CSV files, replacing the dataset it wrote before as a whole and never
@@ -431,8 +430,7 @@ def simulate(
         season = 1.0 + 0.08 * np.sin(2 * np.pi * (step % 12) / 12.0)
         # after the price rise, bargain hunters only buy in the monthly sale week
         waits = t["bargain"] if drifted else np.zeros(n, dtype=bool)
-        # after the price rise, replenishment shoppers on short cycles buy double packs:
-        # every other purchase of their schedule (same anchor, twice the period)
+        # under drift, short-cycle shoppers buy double packs: every other purchase is due
         shopper = {**t, "period": np.where(t["period"] <= 28, 2 * t["period"], t["period"])}
         cust, when = _purchase_times(rng, shopper if drifted else t, a, b, span, season, waits, t0)
         keep = rng.random(len(cust)) < _engagement(when, decision[cust], churn[cust])
