@@ -14,6 +14,7 @@ def train_model(
     model: Output[Model],
     validation_metrics: Output[Metrics],
     validation_folds: int = 2,
+    recency_half_life: float = 0.0,
 ) -> float:
     """Fits ``model_type`` on the training cutoffs; tunes on rolling validation folds.
 
@@ -23,6 +24,8 @@ def train_model(
         seed: Random seed.
         validation_folds: Rolling validation folds scoring each setting (1: the
             validation cutoff alone).
+        recency_half_life: Newer cutoffs weigh more: sample weights halve every this
+            many cutoffs back (0: equal weights); the served refit weighs the same way.
 
     Returns:
         The validation score used to choose between candidates (the rolling-fold mean).
@@ -37,6 +40,7 @@ def train_model(
         n_iter=n_iter,
         seed=seed,
         n_folds=validation_folds,
+        recency_half_life=recency_half_life,
     )
     training.save_candidate(candidate, model.path)
     model.metadata.update({"model_type": model_type, "threshold": candidate.threshold})

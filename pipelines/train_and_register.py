@@ -59,6 +59,7 @@ def register_from_features(
     namespace: str,
     validation_folds: int,
     canary_percent: int,
+    recency_half_life: float,
 ) -> str:
     """The chain after the features step; returns the registration summary as JSON."""
     labelled = label_churn(
@@ -74,6 +75,7 @@ def register_from_features(
             n_iter=n_iter,
             seed=seed,
             validation_folds=validation_folds,
+            recency_half_life=recency_half_life,
         ).set_display_name("train candidate")
 
     evaluated = evaluate_models(
@@ -146,6 +148,7 @@ def train_and_register(
     cutoff_spacing: str = PROTOCOL.cutoff_spacing,
     validation_folds: int = PROTOCOL.validation_folds,
     canary_percent: int = 0,
+    recency_half_life: float = PROTOCOL.recency_half_life,
     feature_engine: str = "auto",
     spark_threshold_bytes: int = AUTO_SPARK_BYTES,
 ) -> str:
@@ -190,6 +193,7 @@ def train_and_register(
         "namespace": namespace,
         "validation_folds": validation_folds,
         "canary_percent": canary_percent,
+        "recency_half_life": recency_half_life,
     }
     with dsl.If(engine.output == "spark", name="spark-features"):
         on_spark = build_features_spark(namespace=namespace, **feature_inputs)

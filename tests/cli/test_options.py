@@ -62,6 +62,7 @@ def test_run_hands_the_training_pipeline_its_documented_arguments(captured):
         "cutoff_spacing": "MS",
         "n_iter": 6,
         "validation_folds": 2,
+        "recency_half_life": 0.0,
         "min_f1": 0.5,
         "min_roc_auc": 0.7,
         "max_train_test_gap": 0.15,

@@ -12,7 +12,7 @@ import pytest  # noqa: E402
 from sklearn.metrics import roc_auc_score  # noqa: E402
 
 from churn_kfp.core import columns  # noqa: E402
-from churn_kfp.learn import evaluation, training  # noqa: E402
+from churn_kfp.learn import evaluation, training, weights  # noqa: E402
 from churn_kfp.learn.training import tune_threshold  # noqa: E402
 
 CUTOFFS = ("2024-01-01", "2024-02-01", "2024-03-01", "2024-04-01", "2024-05-01")
@@ -120,3 +120,63 @@ def test_served_model_summary_names_both_fits():
     assert result.candidates["logistic_regression"]["test"]["roc_auc"] == pytest.approx(
         roc_auc_score(test[columns.LABEL], held_out.predict_proba(test))
     )
+
+
+# Recency weighting: newer cutoffs weigh more in the held-out fit, the folds and the refit.
+
+
+def test_weights_halve_every_half_life_counted_in_cutoffs_back_from_the_newest():
+    cutoffs = pd.Series(pd.to_datetime(["2024-03-01", "2024-01-01", "2024-02-01", "2024-03-01"]))
+    w = weights.recency_weights(cutoffs, half_life=1)
+    assert w.mean() == pytest.approx(1.0)
+    assert w[0] == pytest.approx(w[3])
+    assert w[0] / w[2] == pytest.approx(2.0)
+    assert w[2] / w[1] == pytest.approx(2.0)
+    slower = weights.recency_weights(cutoffs, half_life=2)
+    assert slower[0] / slower[2] == pytest.approx(np.sqrt(2.0))
+    # uneven gaps between cutoffs do not matter: the age is a rank, not days
+    uneven = pd.Series(pd.to_datetime(["2024-12-01", "2024-01-01", "2024-02-01", "2024-12-01"]))
+    np.testing.assert_allclose(weights.recency_weights(uneven, 1), w)
+    np.testing.assert_array_equal(weights.recency_weights(cutoffs, 0), np.ones(4))
+
+
+def concept_shift_table(n: int = 500, seed: int = 0) -> pd.DataFrame:
+    """:func:`make_table` with the newest (test) cutoff's labels flipped: a new concept."""
+    table = make_table(seed=seed, n=n)
+    newest = table[columns.SPLIT] == columns.TEST
+    table.loc[newest, columns.LABEL] = 1 - table.loc[newest, columns.LABEL]
+    return table
+
+
+def new_concept_auc(candidate: training.TrainedCandidate, seed: int = 5) -> float:
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame(
+        {"signal": rng.normal(size=2000), "recency_days": rng.exponential(30, 2000)}
+    )
+    y = (frame["signal"] + rng.normal(scale=0.8, size=2000) <= 0.5).astype(int)
+    return float(roc_auc_score(y, candidate.predict_proba(frame)))
+
+
+@pytest.mark.parametrize("model_type", ["logistic_regression", "xgboost"])
+def test_a_short_half_life_lets_the_served_refit_follow_the_newest_labels(model_type):
+    table = concept_shift_table()
+    aucs = {}
+    for half_life in (0.0, 0.25):
+        held_out = training.train_candidate(
+            table, model_type, n_iter=1, seed=0, recency_half_life=half_life
+        )
+        assert held_out.recency_half_life == half_life
+        aucs[half_life] = new_concept_auc(training.refit_on_matured(held_out, table))
+    # four cutoffs of the old concept outvote one of the new when all weigh the same ...
+    assert aucs[0.0] < 0.4
+    # ... and lose when each cutoff back weighs 1/16 of the one after it
+    assert aucs[0.25] > 0.7
+
+
+def test_the_half_life_survives_save_and_load(tmp_path):
+    table = concept_shift_table(n=200)
+    held_out = training.train_candidate(
+        table, "logistic_regression", n_iter=1, seed=0, recency_half_life=1.5
+    )
+    loaded = training.load_candidate(training.save_candidate(held_out, tmp_path / "model"))
+    assert loaded.recency_half_life == 1.5

@@ -97,7 +97,10 @@ def _add_loop_options(parser: argparse.ArgumentParser, command: str, defaults: P
     add_protocol_options(policy, command, list(POLICY_PARAMETERS), defaults)
     model = parser.add_argument_group("training of challengers")
     add_protocol_options(
-        model, command, ["n_train_cutoffs", "n_iter", "validation_folds"], defaults
+        model,
+        command,
+        ["n_train_cutoffs", "n_iter", "validation_folds", "recency_half_life"],
+        defaults,
     )
 
 

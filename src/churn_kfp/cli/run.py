@@ -81,6 +81,7 @@ def _add_options(parser: argparse.ArgumentParser) -> None:
             "cutoff_spacing",
             "n_iter",
             "validation_folds",
+            "recency_half_life",
         ],
         PROTOCOL,
     )

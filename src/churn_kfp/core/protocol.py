@@ -101,6 +101,8 @@ class Protocol:
         n_iter: Hyperparameter settings tried per candidate model.
         validation_folds: Rolling validation folds that score each setting (1: the
             validation cutoff alone).
+        recency_half_life: Sample weights halve every this many cutoffs back from the
+            newest one in every fit (0: all cutoffs weigh the same).
         seed: Random seed (of the synthetic data too, where a run generates it).
         min_f1: Gate: minimum test F1.
         min_roc_auc: Gate: minimum test ROC AUC.
@@ -155,6 +157,12 @@ class Protocol:
         2,
         "--validation-folds",
         "rolling validation folds that choose the model and its hyperparameters",
+    )
+    recency_half_life: float = _parameter(
+        0.0,
+        "--recency-half-life",
+        "newer cutoffs weigh more in every fit: weights halve every this many cutoffs back "
+        "(0: equal weights)",
     )
     seed: int = _parameter(
         42,

@@ -13,6 +13,7 @@
 - :mod:`~churn_kfp.learn.labels`: churn labels once their window is observed, label checks.
 - :mod:`~churn_kfp.learn.metrics`: pure metrics of churn scores.
 - :mod:`~churn_kfp.learn.training`: candidate pipelines, random search, threshold, refit.
+- :mod:`~churn_kfp.learn.weights`: sample weights of training rows (newer cutoffs weigh more).
 - :mod:`~churn_kfp.learn.evaluation`: candidates vs baselines on test, champion choice.
 - :mod:`~churn_kfp.learn.report`: the HTML evaluation report.
 """
@@ -29,4 +30,5 @@ __all__ = [
     "report",
     "spark_engine",
     "training",
+    "weights",
 ]

@@ -64,6 +64,7 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from churn_kfp.core import columns
 from churn_kfp.core.jsonable import jsonable
 from churn_kfp.learn.metrics import classification_metrics, safe_average_precision, safe_roc_auc
+from churn_kfp.learn.weights import recency_weights
 
 __all__ = [
     "CANDIDATES",
@@ -202,6 +203,8 @@ class TrainedCandidate:
         cv_score: Mean validation ROC AUC of the chosen parameters over the rolling folds
             (what chose them, and what chooses between candidates).
         n_folds: Rolling validation folds that scored the parameters.
+        recency_half_life: Half-life, in cutoffs, of the sample weights every fit used
+            (:func:`~churn_kfp.learn.weights.recency_weights`; 0: equal weights).
     """
 
     model_type: str
@@ -220,6 +223,7 @@ class TrainedCandidate:
     refit_through: str = ""
     cv_score: float | None = None
     n_folds: int = 1
+    recency_half_life: float = 0.0
 
     @property
     def numeric_features(self) -> list[str]:
@@ -467,6 +471,7 @@ def train_candidate(
     time_budget_s: float | None = None,
     refit: bool = True,
     n_folds: int = 1,
+    recency_half_life: float = 0.0,
 ) -> TrainedCandidate:
     """Random-searches, threshold-tunes and refits one candidate (see the module docstring).
 
@@ -481,6 +486,8 @@ def train_candidate(
             train-only fit.
         n_folds: Rolling validation folds that score each parameter set
             (:func:`rolling_folds`; 1: the validation cutoff only).
+        recency_half_life: Every fit weighs rows by ``weights.recency_weights`` with this
+            half-life in cutoffs (0: equal weights).
 
     Returns:
         The fitted :class:`TrainedCandidate`.
@@ -491,7 +498,9 @@ def train_candidate(
     space = search_space(model_type)
     size = math.prod(len(values) for values in space.values())
     sampled = list(ParameterSampler(space, n_iter=min(n_iter, size), random_state=seed))
-    return _train(table, model_type, sampled, seed, time_budget_s, refit, n_folds)
+    return _train(
+        table, model_type, sampled, seed, time_budget_s, refit, n_folds, recency_half_life
+    )
 
 
 def fit_candidate(
@@ -526,6 +535,7 @@ def _train(
     time_budget_s: float | None,
     refit: bool,
     n_folds: int = 1,
+    half_life: float = 0.0,
 ) -> TrainedCandidate:
     started = time.perf_counter()
     numeric, categorical = feature_types(table)
@@ -548,15 +558,18 @@ def _train(
         if time_budget_s is not None and results and time.perf_counter() - started > time_budget_s:
             break
         t0 = time.perf_counter()
-        pipe = build_pipeline(
-            model_type, numeric, categorical, _fit_params(model_type, params, y_train), seed
-        )
-        pipe.fit(train[inputs], y_train)
+        pipe = _fit_weighted(model_type, numeric, categorical, params, seed, train, half_life)
         proba = pipe.predict_proba(validation[inputs])[:, 1]
         fold_scores = [safe_roc_auc(y_val, proba)]
         for fit_rows, held_rows in folds[1:]:
+            pipe_k = _fit_weighted(
+                model_type, numeric, categorical, params, seed, fit_rows, half_life
+            )
             fold_scores.append(
-                _fold_score(model_type, numeric, categorical, params, seed, fit_rows, held_rows)
+                safe_roc_auc(
+                    held_rows[columns.LABEL].to_numpy().astype(int),
+                    pipe_k.predict_proba(held_rows[inputs])[:, 1],
+                )
             )
         defined = [v for v in fold_scores if v is not None]
         score = float(np.mean(defined)) if defined else None
@@ -589,11 +602,9 @@ def _train(
     fit_rows = len(train)
     if refit:
         fit_frame = pd.concat([train, validation])
-        y_fit = fit_frame[columns.LABEL].to_numpy().astype(int)
-        pipeline = build_pipeline(
-            model_type, numeric, categorical, _fit_params(model_type, best_params, y_fit), seed
+        pipeline = _fit_weighted(
+            model_type, numeric, categorical, best_params, seed, fit_frame, half_life
         )
-        pipeline.fit(fit_frame[inputs], y_fit)
         refit_on = REFIT_ON
         fit_rows = len(fit_frame)
     return TrainedCandidate(
@@ -611,26 +622,8 @@ def _train(
         seed=seed,
         cv_score=cv_score,
         n_folds=max(1, len(folds)),
+        recency_half_life=half_life,
     )
-
-
-def _fold_score(
-    model_type: str,
-    numeric: list[str],
-    categorical: list[str],
-    params: dict[str, Any],
-    seed: int,
-    fit_rows: pd.DataFrame,
-    held_rows: pd.DataFrame,
-) -> float | None:
-    """Validation ROC AUC of one parameter set on one earlier rolling fold."""
-    y_fit = fit_rows[columns.LABEL].to_numpy().astype(int)
-    pipe = build_pipeline(
-        model_type, numeric, categorical, _fit_params(model_type, params, y_fit), seed
-    )
-    pipe.fit(fit_rows[numeric + categorical], y_fit)
-    proba = pipe.predict_proba(held_rows[numeric + categorical])[:, 1]
-    return safe_roc_auc(held_rows[columns.LABEL].to_numpy().astype(int), proba)
 
 
 def newest_cutoff_rows(table: pd.DataFrame) -> pd.DataFrame:
@@ -641,6 +634,9 @@ def newest_cutoff_rows(table: pd.DataFrame) -> pd.DataFrame:
 
 def refit_on_matured(held_out: TrainedCandidate, table: pd.DataFrame) -> TrainedCandidate:
     """The model to serve: the held-out fit's hyperparameters refit on every labelled row.
+
+    The refit weighs rows as the held-out fit did (its ``recency_half_life``), counted
+    from the newest cutoff of ``table``.
 
     ``table`` holds every cutoff whose label window has closed (the test cutoff and the
     plan's ``refit`` cutoffs included). The threshold procedure is the held-out fit's, one
@@ -663,15 +659,15 @@ def refit_on_matured(held_out: TrainedCandidate, table: pd.DataFrame) -> Trained
         newest[columns.LABEL].to_numpy().astype(int), held_out.predict_proba(newest)
     )
     numeric, categorical = held_out.feature_names
-    y_fit = table[columns.LABEL].to_numpy().astype(int)
-    pipeline = build_pipeline(
+    pipeline = _fit_weighted(
         held_out.model_type,
         numeric,
         categorical,
-        _fit_params(held_out.model_type, held_out.params, y_fit),
+        held_out.params,
         held_out.seed,
+        table,
+        held_out.recency_half_life,
     )
-    pipeline.fit(table[held_out.input_columns], y_fit)
     return dataclasses.replace(
         held_out,
         pipeline=pipeline,
@@ -683,12 +679,37 @@ def refit_on_matured(held_out: TrainedCandidate, table: pd.DataFrame) -> Trained
     )
 
 
-def _fit_params(model_type: str, params: dict[str, Any], y: np.ndarray) -> dict[str, Any]:
-    """Adds data-dependent settings: XGBoost's ``scale_pos_weight`` = negatives / positives."""
+def _fit_weighted(
+    model_type: str,
+    numeric: Sequence[str],
+    categorical: Sequence[str],
+    params: dict[str, Any],
+    seed: int,
+    rows: pd.DataFrame,
+    half_life: float,
+) -> Pipeline:
+    """Builds and fits a pipeline on ``rows``; newer cutoffs weigh more (``recency_weights``)."""
+    y = rows[columns.LABEL].to_numpy().astype(int)
+    weights = recency_weights(rows[columns.CUTOFF], half_life)
+    pipe = build_pipeline(
+        model_type, numeric, categorical, _fit_params(model_type, params, y, weights), seed
+    )
+    pipe.fit(rows[list(numeric) + list(categorical)], y, model__sample_weight=weights)
+    return pipe
+
+
+def _fit_params(
+    model_type: str, params: dict[str, Any], y: np.ndarray, weights: np.ndarray
+) -> dict[str, Any]:
+    """Adds data-dependent settings: XGBoost's ``scale_pos_weight`` = negatives / positives.
+
+    The classes are counted with the sample weights the fit uses.
+    """
     out = dict(params)
     if model_type == "xgboost" and "scale_pos_weight" not in out:
-        positives = int(y.sum())
-        out["scale_pos_weight"] = float((len(y) - positives) / positives) if positives else 1.0
+        positives = float(weights[y == 1].sum())
+        negatives = float(weights[y == 0].sum())
+        out["scale_pos_weight"] = negatives / positives if positives else 1.0
     return out
 
 
@@ -724,6 +745,7 @@ def save_candidate(candidate: TrainedCandidate, directory: str | Path) -> Path:
         "refit_through": candidate.refit_through,
         "cv_score": candidate.cv_score,
         "n_folds": candidate.n_folds,
+        "recency_half_life": candidate.recency_half_life,
         "versions": {"xgboost": xgboost.__version__, "scikit-learn": _sklearn_version()},
     }
     (out / CANDIDATE_FILE).write_text(json.dumps(jsonable(meta), indent=2, allow_nan=False))
@@ -753,6 +775,7 @@ def load_candidate(directory: str | Path) -> TrainedCandidate:
         refit_through=str(meta.get("refit_through", "")),
         cv_score=meta.get("cv_score"),
         n_folds=int(meta.get("n_folds", 1)),
+        recency_half_life=float(meta.get("recency_half_life", 0.0)),
     )
 
 
