@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,7 @@ import pytest
 
 from churn_kfp.data import datagen
 from churn_kfp.data.importer.importing import import_file
+from churn_kfp.data.s3storage import S3LandingZone
 from churn_kfp.learn.duckdb_engine import build_feature_table_duckdb
 from churn_kfp.learn.engines import build_features_with
 from churn_kfp.learn.feature_sql import feature_query
@@ -69,8 +71,30 @@ def test_reads_parquet_directly_and_through_the_engine_switch(synthetic, tmp_pat
     assert_same_table(build_features_with("pandas", path, plan), want)
     with pytest.raises(ValueError, match="unknown feature engine 'polars'"):
         build_features_with("polars", path, plan)
-    with pytest.raises(ValueError, match="local Parquet only"):
-        build_features_with("duckdb", "s3://bucket/transactions.parquet", plan)
+    with pytest.raises(ValueError, match="cannot read gs://bucket/t.parquet"):
+        build_features_with("duckdb", "gs://bucket/t.parquet", plan)
+
+
+@pytest.mark.s3
+def test_reads_s3_parquet_from_a_real_s3_server(synthetic, bucket, monkeypatch):
+    """Objects and a prefix on SeaweedFS, read through pyarrow's S3 filesystem (no httpfs)."""
+    zone = S3LandingZone(bucket)
+    transactions = synthetic.transactions
+    half = len(transactions) // 2
+    for name, part in (("a", transactions.iloc[:half]), ("b", transactions.iloc[half:])):
+        buffer = io.BytesIO()
+        part.to_parquet(buffer, index=False)
+        zone.write_bytes(f"sales/part-{name}.parquet", buffer.getvalue())
+    plan = plan_for(transactions, horizon_days=30, n_train=2)
+    want = build_feature_table(transactions, plan)
+    objects = [f"s3://{bucket}/sales/part-a.parquet", f"s3://{bucket}/sales/part-b.parquet"]
+    assert_same_table(build_features_with("duckdb", f"s3://{bucket}/sales", plan), want)
+    assert_same_table(build_features_with("duckdb", objects, plan), want)
+    assert_same_table(build_features_with("pandas", f"s3://{bucket}/sales", plan), want)
+    # the credentials are the landing zone's: wrong ones are refused by the server
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-the-secret")
+    with pytest.raises(OSError, match="ACCESS_DENIED"):
+        build_features_with("duckdb", f"s3://{bucket}/sales", plan)
 
 
 def test_cdnow(cdnow_path, tmp_path):

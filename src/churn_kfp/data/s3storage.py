@@ -34,7 +34,7 @@ import mimetypes
 import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from churn_kfp.data.landing import LandingZoneError, PreconditionFailed
@@ -139,6 +139,48 @@ class S3Settings:
                 "prefix in the s3:// URI instead"
             )
         return parts.netloc
+
+
+def arrow_filesystem(settings: S3Settings | None = None) -> Any:
+    """A ``pyarrow.fs.S3FileSystem`` on the same server and credentials.
+
+    Readers that stream Parquet (DuckDB scanning an Arrow dataset) use it instead of
+    downloading whole objects; it is built into pyarrow, so nothing is fetched at run time.
+
+    Args:
+        settings: Endpoint and credentials; default :meth:`S3Settings.from_env`.
+    """
+    from pyarrow import fs
+
+    settings = settings or S3Settings.from_env()
+    custom = settings.endpoint_url != AWS_ENDPOINT_URL
+    return fs.S3FileSystem(
+        access_key=settings.access_key,
+        secret_key=settings.secret_key,
+        session_token=settings.session_token,
+        region=settings.region or "",
+        endpoint_override=settings.host if custom else None,
+        scheme="https" if settings.secure else "http",
+    )
+
+
+def s3_parquet_dataset(uris: list[str], settings: S3Settings | None = None) -> Any:
+    """An Arrow dataset of ``s3://`` Parquet: one object or prefix, or a list of objects.
+
+    Args:
+        uris: ``s3://bucket/key`` URIs.
+        settings: Endpoint and credentials; default :meth:`S3Settings.from_env`.
+
+    Raises:
+        LandingZoneError: A URI is not an ``s3://`` URI with a bucket.
+    """
+    import pyarrow.dataset as ds
+
+    for uri in uris:
+        parse_s3_uri(uri)
+    keys = [uri.removeprefix("s3://") for uri in uris]
+    source = keys[0] if len(keys) == 1 else keys
+    return ds.dataset(source, filesystem=arrow_filesystem(settings), format="parquet")
 
 
 def parse_s3_uri(uri: str) -> tuple[str, str]:

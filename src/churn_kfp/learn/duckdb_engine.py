@@ -3,9 +3,11 @@
 DuckDB is embedded (no server), uses every core it is given, and spills to ``temp_directory``
 when the working set exceeds ``memory_limit``, so a landing zone larger than memory still
 runs. Parquet files are read by DuckDB directly (only the columns the query needs); a pandas
-or Arrow table is scanned in place without a copy. ``s3://`` paths are not read by DuckDB
-itself (its ``httpfs`` extension is downloaded on first use, which an offline pod cannot do):
-read them through :mod:`churn_kfp.data.storage` into a frame first.
+or Arrow table is scanned in place without a copy. ``s3://`` Parquet (a file, several files
+or a prefix) is scanned as an Arrow dataset on pyarrow's built-in S3 filesystem
+(:func:`churn_kfp.data.s3storage.s3_parquet_dataset`: the landing zone's endpoint and
+credentials), streamed with only the needed columns; DuckDB's own ``httpfs`` extension is
+not used, as it is downloaded on first use, which an offline pod cannot do.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any
 
 import pandas as pd
 
+from churn_kfp.data.s3storage import s3_parquet_dataset
 from churn_kfp.learn.feature_sql import feature_query
 from churn_kfp.learn.features import finish_feature_table
 from churn_kfp.learn.plan import CutoffPlan
@@ -59,12 +62,15 @@ def _register(connection: Any, transactions: Any) -> list[str]:
         items = list(transactions) if isinstance(transactions, list | tuple) else [transactions]
         paths = [str(p) for p in items]
         remote = [p for p in paths if "://" in p]
-        if remote:
+        if not remote:
+            relation = connection.read_parquet(paths)
+        elif all(p.startswith("s3://") for p in paths):
+            relation = connection.from_arrow(s3_parquet_dataset(paths))
+        else:
             raise ValueError(
-                f"DuckDB reads local Parquet only here; read {remote[0]} through "
-                "churn_kfp.data.storage into a frame first"
+                f"DuckDB reads local or s3:// Parquet; cannot read {remote[0]} (mixing local "
+                "and s3:// paths is not supported either)"
             )
-        relation = connection.read_parquet(paths)
     elif isinstance(transactions, pd.DataFrame):
         relation = connection.from_df(transactions)
     else:  # an Arrow table or dataset
@@ -117,8 +123,8 @@ def build_feature_table_duckdb(
     ``NaN`` rules and values).
 
     Args:
-        transactions: Clean transactions: a pandas frame, an Arrow table, or local Parquet
-            path(s).
+        transactions: Clean transactions: a pandas frame, an Arrow table, or Parquet
+            path(s), local or ``s3://`` (a file, files or a prefix).
         plan: The cutoffs and their splits.
         customers: Optional customers table.
         feedback: Optional scored feedback.

@@ -37,8 +37,8 @@ def build_features_with(
 
     Args:
         engine: One of :data:`ENGINES`.
-        transactions: Clean transactions: a pandas frame, or local Parquet path(s) (read
-            directly by DuckDB; loaded into a frame for ``"pandas"``).
+        transactions: Clean transactions: a pandas frame, or Parquet path(s), local or
+            ``s3://`` (read directly by DuckDB; loaded into a frame for ``"pandas"``).
         plan: The cutoffs and their splits.
         customers: Optional customers table.
         feedback: Optional scored feedback.
@@ -63,8 +63,18 @@ def build_features_with(
         from churn_kfp.learn.features import build_feature_table
 
         if not isinstance(transactions, pd.DataFrame):
-            transactions = pd.read_parquet(transactions)
+            transactions = _read_frame(transactions)
         return build_feature_table(transactions, plan, **options)
     from churn_kfp.learn.duckdb_engine import build_feature_table_duckdb
 
     return build_feature_table_duckdb(transactions, plan, **options)
+
+
+def _read_frame(paths: Any) -> pd.DataFrame:
+    """Loads local or ``s3://`` Parquet path(s) into one frame."""
+    items = [str(p) for p in (paths if isinstance(paths, list | tuple) else [paths])]
+    if items and all(p.startswith("s3://") for p in items):
+        from churn_kfp.data.s3storage import s3_parquet_dataset
+
+        return s3_parquet_dataset(items).to_table().to_pandas()
+    return pd.read_parquet(paths)
