@@ -688,13 +688,17 @@ def _fit_weighted(
     rows: pd.DataFrame,
     half_life: float,
 ) -> Pipeline:
-    """Builds and fits a pipeline on ``rows``; newer cutoffs weigh more (``recency_weights``)."""
+    """Builds and fits a pipeline on ``rows``; newer cutoffs weigh more (``recency_weights``).
+
+    With ``half_life`` 0 no sample weights reach the classifier: the fit is the unweighted one.
+    """
     y = rows[columns.LABEL].to_numpy().astype(int)
     weights = recency_weights(rows[columns.CUTOFF], half_life)
     pipe = build_pipeline(
         model_type, numeric, categorical, _fit_params(model_type, params, y, weights), seed
     )
-    pipe.fit(rows[list(numeric) + list(categorical)], y, model__sample_weight=weights)
+    weighted = {"model__sample_weight": weights} if half_life > 0 else {}
+    pipe.fit(rows[list(numeric) + list(categorical)], y, **weighted)
     return pipe
 
 
