@@ -81,3 +81,24 @@ def test_a_relapse_means_not_recovered_and_two_false_alarms_fail():
     assert checks["no_drift_retrains_at_most_once"] is False
     table = simulation.format_table({**result, "summary": summary, "checks": checks})
     assert "no-drift arm: 2 retrain(s)" in table and "recovery months: None" in table
+
+
+def test_a_month_that_judges_the_previous_cutoff_again_counts_once():
+    # the last month is a February: its own 30-day label window is still open at the end
+    # of the data, so its run judges January's cutoff again, with the same F1
+    result = result_of(
+        retrain=[0.80, 0.78, 0.70, 0.72, 0.77, 0.77],
+        frozen=[0.80, 0.78, 0.70, 0.66, 0.60, 0.60],
+        no_drift=[0.80, 0.78, 0.79, 0.80, 0.70, 0.70],
+    )
+    cutoffs = ["2025-01-01", "2025-02-01", "2025-03-01", "2025-04-01", "2025-05-01"]
+    for month, cutoff in zip(result["months"], [*cutoffs, cutoffs[-1]], strict=True):
+        for policy_cell in month["policies"].values():
+            policy_cell["matured_cutoff"] = cutoff
+    summary, _ = simulation.summarise(result)
+    # drift months 3..5 once each: retrain 0.73, frozen 0.6533 (not 0.7400 / 0.6400)
+    assert summary["mean_f1_drift_months"]["retrain"] == 0.73
+    assert summary["mean_f1_drift_months"]["frozen"] == 0.6533
+    assert summary["no_drift"]["mean_f1"] == round((0.80 + 0.78 + 0.79 + 0.80 + 0.70) / 5, 4)
+    # month 5 (0.77 >= 0.79 - 0.03) is the last judged month: recovered 2 months after onset
+    assert summary["recovery_months"] == 2

@@ -407,6 +407,7 @@ def summarise(result: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
         first month from which the retraining policy's matured F1 stays within
         :data:`RECOVERY_TOLERANCE` of its pre-drift mean, ``None`` if it never does);
         ``no_drift`` (``retrains``, ``promotions`` and ``months`` of the arm without drift).
+        Means and recovery count each judged cutoff once (see :func:`_newly_judged`).
         ``checks``: ``frozen_f1_drops``, ``drift_detected_within_one_month``,
         ``retrain_triggered_with_reason``, ``retraining_beats_frozen`` (by at least 0.05
         mean F1 over the drift months), ``recovers_within_two_months`` and
@@ -418,12 +419,13 @@ def summarise(result: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     drift_from = result["parameters"]["drift_from"]
     summary: dict[str, Any] = {"mean_f1_before_drift": {}, "mean_f1_drift_months": {}}
     for policy in policies:
-        before = [m["policies"][policy]["f1"] for m in months if not m["drifted"]]
+        judged = _newly_judged(months, policy)
+        before = [m["policies"][policy]["f1"] for m in judged if not m["drifted"]]
         if not before:
             before = [(result["training"].get(policy) or {}).get("f1")]
         summary["mean_f1_before_drift"][policy] = _mean(before)
         summary["mean_f1_drift_months"][policy] = _mean(
-            [m["policies"][policy]["f1"] for m in months if m["drifted"]]
+            [m["policies"][policy]["f1"] for m in judged if m["drifted"]]
         )
     detected = None
     first_retrain = None
@@ -462,7 +464,9 @@ def summarise(result: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
             "retrains": sum(1 for c in cells if c["retrained"]),
             "promotions": sum(1 for c in cells if c["promoted"]),
             "months": len(cells),
-            "mean_f1": _mean([c["f1"] for c in cells]),
+            "mean_f1": _mean(
+                [m["policies"][NO_DRIFT]["f1"] for m in _newly_judged(months, NO_DRIFT)]
+            ),
         }
     checks: dict[str, Any] = {}
     if drift_from:
@@ -485,13 +489,32 @@ def summarise(result: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     return summary, checks
 
 
+def _newly_judged(months: list[dict[str, Any]], policy: str) -> list[dict[str, Any]]:
+    """The months in which ``policy`` judged a cutoff it had not judged before.
+
+    A month too short for the churn horizon (a February under a 30-day window) leaves the
+    month's own cutoff unmatured, so its run judges the previous cutoff again: counting it
+    would count that cutoff twice.
+    """
+    seen: set[Any] = set()
+    fresh = []
+    for m in months:
+        cutoff = m["policies"][policy]["matured_cutoff"]
+        if cutoff is None or cutoff not in seen:
+            fresh.append(m)
+        seen.add(cutoff)
+    return fresh
+
+
 def _recovery_months(
     months: list[dict[str, Any]], drift_from: int, before: float | None
 ) -> int | None:
     """Months from the drift onset until the retraining policy's F1 stays recovered."""
     if not drift_from or before is None:
         return None
-    drifted = [m for m in months if m["drifted"] and RETRAIN in m["policies"]]
+    if not any(RETRAIN in m["policies"] for m in months):
+        return None
+    drifted = [m for m in _newly_judged(months, RETRAIN) if m["drifted"]]
     if not drifted:
         return None
     recovered_from = None
