@@ -71,8 +71,12 @@ def test_reads_parquet_directly_and_through_the_engine_switch(synthetic, tmp_pat
     assert_same_table(build_features_with("pandas", path, plan), want)
     with pytest.raises(ValueError, match="unknown feature engine 'polars'"):
         build_features_with("polars", path, plan)
-    with pytest.raises(ValueError, match="cannot read gs://bucket/t.parquet"):
-        build_features_with("duckdb", "gs://bucket/t.parquet", plan)
+    # both engines decide where Parquet lives in one place, and refuse the same inputs
+    for engine in ("duckdb", "pandas"):
+        with pytest.raises(ValueError, match="cannot read gs://bucket/t.parquet"):
+            build_features_with(engine, "gs://bucket/t.parquet", plan)
+        with pytest.raises(ValueError, match="mixing local and s3:// paths"):
+            build_features_with(engine, [str(path), "s3://bucket/t.parquet"], plan)
 
 
 @pytest.mark.s3

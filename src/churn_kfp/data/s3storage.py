@@ -183,6 +183,25 @@ def s3_parquet_dataset(uris: list[str], settings: S3Settings | None = None) -> A
     return ds.dataset(source, filesystem=arrow_filesystem(settings), format="parquet")
 
 
+def remote_parquet(paths: list[str]) -> Any | None:
+    """The Arrow dataset of Parquet ``paths`` on S3, or ``None`` when every path is local.
+
+    The one place the feature engines decide where their Parquet is.
+
+    Raises:
+        ValueError: A scheme other than ``s3://``, or local paths mixed with S3 URIs.
+    """
+    remote = [p for p in paths if "://" in p]
+    if not remote:
+        return None
+    if len(remote) == len(paths) and all(p.startswith("s3://") for p in paths):
+        return s3_parquet_dataset(paths)
+    raise ValueError(
+        f"Parquet is read from local paths or s3:// URIs; cannot read {remote[0]} (mixing "
+        "local and s3:// paths is not supported either)"
+    )
+
+
 def parse_s3_uri(uri: str) -> tuple[str, str]:
     """Splits ``s3://bucket[/prefix]`` into the bucket and a prefix ending in ``/`` (or ``""``).
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import pandas as pd
 
-from churn_kfp.data.s3storage import s3_parquet_dataset
+from churn_kfp.data.s3storage import remote_parquet
 from churn_kfp.learn.feature_sql import feature_query
 from churn_kfp.learn.features import finish_feature_table
 from churn_kfp.learn.plan import CutoffPlan
@@ -61,16 +61,10 @@ def _register(connection: Any, transactions: Any) -> list[str]:
     if isinstance(transactions, str | Path | list | tuple):
         items = list(transactions) if isinstance(transactions, list | tuple) else [transactions]
         paths = [str(p) for p in items]
-        remote = [p for p in paths if "://" in p]
-        if not remote:
-            relation = connection.read_parquet(paths)
-        elif all(p.startswith("s3://") for p in paths):
-            relation = connection.from_arrow(s3_parquet_dataset(paths))
-        else:
-            raise ValueError(
-                f"DuckDB reads local or s3:// Parquet; cannot read {remote[0]} (mixing local "
-                "and s3:// paths is not supported either)"
-            )
+        dataset = remote_parquet(paths)
+        relation = (
+            connection.read_parquet(paths) if dataset is None else connection.from_arrow(dataset)
+        )
     elif isinstance(transactions, pd.DataFrame):
         relation = connection.from_df(transactions)
     else:  # an Arrow table or dataset

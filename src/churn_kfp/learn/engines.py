@@ -72,9 +72,8 @@ def build_features_with(
 
 def _read_frame(paths: Any) -> pd.DataFrame:
     """Loads local or ``s3://`` Parquet path(s) into one frame."""
-    items = [str(p) for p in (paths if isinstance(paths, list | tuple) else [paths])]
-    if items and all(p.startswith("s3://") for p in items):
-        from churn_kfp.data.s3storage import s3_parquet_dataset
+    from churn_kfp.data.s3storage import remote_parquet
 
-        return s3_parquet_dataset(items).to_table().to_pandas()
-    return pd.read_parquet(paths)
+    items = [str(p) for p in (paths if isinstance(paths, list | tuple) else [paths])]
+    dataset = remote_parquet(items)
+    return pd.read_parquet(paths) if dataset is None else dataset.to_table().to_pandas()
