@@ -4,14 +4,15 @@
 features (see :mod:`churn_kfp.learn.features` for their meaning) of every eligible customer
 at every cutoff of a run in one pass over the transactions. The cutoffs, window starts and
 active-period edges cut time into segments, so every window of every cutoff is a union of
-whole segments: the transactions are summed once per ``(customer_id, day, segment)`` (the
-day sums give the purchase gaps), then per ``(customer_id, segment)``, and only those few
-rows are joined to a small inline table of the segments before each cutoff and summed per
-``(customer_id, cutoff)`` with conditional sums per window. The text is the subset of SQL
-that DuckDB and Spark SQL both accept (``CASE``, ``COALESCE``, ``POWER``, ``SQRT``, ``CEIL``,
-``FLOOR``, ``LAG`` over a window, an inline ``VALUES`` table); the only dialect-specific
-piece is the timestamp -> epoch microseconds function, chosen by ``dialect``. Every division
-is guarded by ``CASE`` (Spark's ANSI mode raises on a division by zero).
+whole segments: the transactions are summed once per ``(customer_id, segment)`` (each
+row also carries the days since the customer's previous purchase day, by ``LAG``), and
+only those few rows are joined to a small inline table of the segments before each cutoff
+and summed per ``(customer_id, cutoff)`` with conditional sums per window. The text is
+the subset of SQL that DuckDB and Spark SQL both accept (``CASE``, ``COALESCE``, ``POWER``,
+``SQRT``, ``CEIL``, ``FLOOR``, ``LAG`` over a window, an inline ``VALUES`` table); the only
+dialect-specific piece is the timestamp -> epoch microseconds function, chosen by
+``dialect``. Every division is guarded by ``CASE`` (Spark's ANSI mode raises on a division
+by zero).
 
 Usage::
 
@@ -174,14 +175,9 @@ def feature_query(
     if has_quantity:
         aggregates.append(f"SUM({within(largest * DAY_US, 'g.q')}) AS q_{largest}")
         aggregates.append("SUM(g.q) AS lifetime_q")
-    # day sums -> segment sums: counts and sums add up, first and last stay extremes
-    day_to_segment = [
-        f"{'MIN' if name == 'first_t' else 'MAX' if name == 'last_t' else 'SUM'}({name}) AS {name}"
-        for name in (part.rsplit(" AS ", 1)[1] for part in segment_sums)
-    ]
-    # gap: days since the customer's previous purchase day (a day split over two segments
-    # has a second row with gap 0, which is not a gap)
-    day_to_segment += [
+    # gap: days since the customer's previous purchase day, non-zero only on a day's first
+    # transaction (later ones that day have gap 0, which is not a gap)
+    segment_sums += [
         "CAST(SUM(CASE WHEN gap > 0 THEN 1 ELSE 0 END) AS DOUBLE) AS n_gaps",
         "SUM(CASE WHEN gap > 0 THEN gap ELSE 0.0 END) AS gap_sum",
         "SUM(CASE WHEN gap > 0 THEN gap * gap ELSE 0.0 END) AS gap_sq",
@@ -239,27 +235,19 @@ def feature_query(
   WHERE {columns.CUSTOMER_ID} IS NOT NULL AND timestamp IS NOT NULL
 ),
 tx AS (
-  SELECT {columns.CUSTOMER_ID}, t, amount, quantity,
-    CAST(FLOOR(t / {day}) AS BIGINT) AS day, {segment} AS seg
+  SELECT {columns.CUSTOMER_ID}, t, amount, quantity, {segment} AS seg,
+    CAST(
+      FLOOR(t / {day})
+        - FLOOR(LAG(t) OVER (PARTITION BY {columns.CUSTOMER_ID} ORDER BY t) / {day})
+      AS DOUBLE
+    ) AS gap
     {"".join(f", {w}" for w in row_weights)}
   FROM clean
 ),
-per_day AS (
-  SELECT {columns.CUSTOMER_ID}, day, seg,
-    {sep.join(segment_sums)}
-  FROM tx
-  GROUP BY {columns.CUSTOMER_ID}, day, seg
-),
-day_gaps AS (
-  SELECT *,
-    CAST(day - LAG(day) OVER (PARTITION BY {columns.CUSTOMER_ID} ORDER BY day, seg) AS DOUBLE)
-      AS gap
-  FROM per_day
-),
 per_segment AS (
   SELECT {columns.CUSTOMER_ID}, seg,
-    {sep.join(day_to_segment)}
-  FROM day_gaps
+    {sep.join(segment_sums)}
+  FROM tx
   GROUP BY {columns.CUSTOMER_ID}, seg
 ),
 per_cutoff AS (
