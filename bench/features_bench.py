@@ -11,7 +11,8 @@ temporary folder (never kept). Then, in the same run:
   features (recency, frequency and monetary per window), up to ``--baseline-max`` rows.
 
 Each records wall seconds, transactions/s (rows read once, whatever the cutoffs) and the peak
-growth of resident memory. Labels are not timed here (they still use the pandas encoding).
+growth of resident memory; sizes under 5M run three times and report the median run.
+Labels are not timed here (they still use the pandas encoding).
 Results go to JSON and, with matplotlib, a PNG beside it.
 
 Run ``python bench/features_bench.py --help``; ``make bench`` runs 1M, 10M and 30M,
@@ -53,6 +54,8 @@ PLAN = CutoffPlan(
     horizon_days=30,
 )
 WINDOWS = (30, 60, 90)
+REPEATS, REPEAT_BELOW = 3, 5_000_000
+"""Sizes below ``REPEAT_BELOW`` run ``REPEATS`` times (median): sub-second runs are noisy."""
 DEFAULT_SIZES = (1_000_000, 10_000_000, 30_000_000)
 SCALE_SIZES = (*DEFAULT_SIZES, 100_000_000)
 CHUNK = 5_000_000
@@ -152,18 +155,29 @@ class PeakRss:
         return (self.peak_rss - self.start_rss) / 2**20
 
 
-def timed(fn: Any) -> tuple[dict[str, Any], Any]:
-    """Wall and CPU seconds and peak memory growth of one call, and its result."""
-    gc.collect()
-    with PeakRss() as memory:
-        start, start_cpu = time.perf_counter(), time.process_time()
-        result = fn()
-        seconds, cpu = time.perf_counter() - start, time.process_time() - start_cpu
-    return {
+def timed(fn: Any, repeat: int = 1) -> tuple[dict[str, Any], Any]:
+    """Wall and CPU seconds and peak memory growth of a call, and its (last) result.
+
+    With ``repeat`` > 1 the call runs that many times: the seconds are the median run's
+    (``runs_s`` lists them all), the peak the largest.
+    """
+    runs = []
+    for _ in range(repeat):
+        gc.collect()
+        with PeakRss() as memory:
+            start, start_cpu = time.perf_counter(), time.process_time()
+            result = fn()
+            seconds, cpu = time.perf_counter() - start, time.process_time() - start_cpu
+        runs.append((seconds, cpu, memory.peak_mb))
+    seconds, cpu, _ = sorted(runs)[len(runs) // 2]
+    figures = {
         "seconds": round(seconds, 3),
         "cpu_seconds": round(cpu, 3),
-        "peak_mb": round(memory.peak_mb, 1),
-    }, result
+        "peak_mb": round(max(r[2] for r in runs), 1),
+    }
+    if repeat > 1:
+        figures["runs_s"] = [round(r[0], 3) for r in runs]
+    return figures, result
 
 
 def same_core_values(table: pd.DataFrame, baseline: pd.DataFrame) -> bool:
@@ -226,7 +240,8 @@ def run(
                 finally:
                     connection.close()
 
-            figures, table = timed(engine)
+            repeat = REPEATS if n < REPEAT_BELOW else 1
+            figures, table = timed(engine, repeat)
             entry: dict[str, Any] = {
                 "transactions": n,
                 "rows_out": len(table),
@@ -235,7 +250,7 @@ def run(
                 "duckdb": {**figures, "tx_per_s": round(n / figures["seconds"])},
             }
             if n <= baseline_max:
-                base, naive = timed(lambda paths=paths: naive_table(paths))
+                base, naive = timed(lambda paths=paths: naive_table(paths), repeat)
                 entry["baseline"] = {**base, "tx_per_s": round(n / base["seconds"])}
                 entry["speedup"] = round(base["seconds"] / figures["seconds"], 2)
                 entry["same_core_values"] = same_core_values(table, naive)
