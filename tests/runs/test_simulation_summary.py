@@ -102,3 +102,5 @@ def test_a_month_that_judges_the_previous_cutoff_again_counts_once():
     assert summary["no_drift"]["mean_f1"] == round((0.80 + 0.78 + 0.79 + 0.80 + 0.70) / 5, 4)
     # month 5 (0.77 >= 0.79 - 0.03) is the last judged month: recovered 2 months after onset
     assert summary["recovery_months"] == 2
+    table = simulation.format_table({**result, "summary": summary, "checks": {}})
+    assert table.count("2025-05-01=") == 1 and table.count("2025-04-01=") == 0

@@ -44,10 +44,10 @@ retraining policy on the same world without drift (its retrains are false alarms
 DRIFTING = (RETRAIN, FROZEN)
 RETRAINING = (RETRAIN, NO_DRIFT)
 
-MONTHS = 12
-DRIFT_FROM = 9
+MONTHS = 16
+DRIFT_FROM = 10
 INITIAL_MONTHS = 4
-"""Defaults: a first model on January..April, then 8 monitored months, drift from the 5th."""
+"""Defaults: a first model on January..April, then 12 monitored months, drift from the 6th."""
 RECOVERY_TOLERANCE = 0.03
 """Recovered: the retraining policy's matured F1 is back within this of its pre-drift mean."""
 MIN_F1_GAIN = 0.05
@@ -547,11 +547,13 @@ def format_table(result: dict[str, Any]) -> str:
         versions = "/".join(f"v{result['training'][p]['champion_version']}" for p in policies)
         line += f"  {'first model trained (*test F1)':<60}{versions:>12}"
         lines.append(line)
+    fresh = {id(m) for m in _newly_judged(result["months"], policies[0])}
     for m in result["months"]:
         cells = m["policies"]
         first = cells[policies[0]]
         drifted = "yes" if m["drifted"] else ""
-        line = f"{m['period']:<8}{drifted:<6}{first['matured_cutoff'] or '-':<12}"
+        judged = (first["matured_cutoff"] or "-") + ("" if id(m) in fresh else "=")
+        line = f"{m['period']:<8}{drifted:<6}{judged:<12}"
         for policy in policies:
             line += f"{_fmt(cells[policy]['f1']):>12}"
         for policy in policies:
@@ -570,6 +572,8 @@ def format_table(result: dict[str, Any]) -> str:
         "F1 = matured F1 of the predictions for the 'judged' cutoff (labels of that month); "
         "drift = share of drifted monitored features (+p: prediction drift); champions = "
         + "/".join(policies)
+        + "; = after the judged cutoff: judged again (the month's own label window was still "
+        "open), counted once"
     )
     for key in ("mean_f1_before_drift", "mean_f1_drift_months"):
         values = ", ".join(f"{p} {_fmt(v)}" for p, v in summary.get(key, {}).items())
@@ -664,34 +668,35 @@ def plot_timeline(result: dict[str, Any], path: Path) -> Path:
         )
         if policy in RETRAINING:
             events = [(x, m["policies"][policy]) for x, m in zip(xs, months, strict=True)]
-            row = 0.98 if policy == RETRAIN else 0.86
-            for x, cell in events:
-                if cell["retrained"]:
-                    marker = "^" if cell["promoted"] else "v"
-                    top.scatter(
-                        [x],
-                        [cell["f1"] or 0],
-                        s=140,
-                        marker=marker,
-                        facecolor="tab:green" if cell["promoted"] else "white",
-                        edgecolor=colors[policy],
-                        zorder=5,
-                    )
-                    rules = dict.fromkeys(_RULE_LABELS.get(r, r) for r in cell.get("rules", []))
-                    top.annotate(
-                        f"{policy}: {'+'.join(r for r in rules if r)}\n"
-                        + (
-                            f"v{cell['challenger_version']} promoted"
-                            if cell["promoted"]
-                            else f"v{cell['challenger_version']} not promoted"
-                        ),
-                        (x, row),
-                        xycoords=("data", "axes fraction"),
-                        va="top",
-                        ha="center",
-                        fontsize=6,
-                        color=colors[policy],
-                    )
+            rows = (0.98, 0.91) if policy == RETRAIN else (0.84, 0.77)
+            retrained = [(x, cell) for x, cell in events if cell["retrained"]]
+            for index, (x, cell) in enumerate(retrained):
+                row = rows[index % 2]  # neighbouring labels on alternate rows
+                marker = "^" if cell["promoted"] else "v"
+                top.scatter(
+                    [x],
+                    [cell["f1"] or 0],
+                    s=140,
+                    marker=marker,
+                    facecolor="tab:green" if cell["promoted"] else "white",
+                    edgecolor=colors[policy],
+                    zorder=5,
+                )
+                rules = dict.fromkeys(_RULE_LABELS.get(r, r) for r in cell.get("rules", []))
+                top.annotate(
+                    f"{policy}: {'+'.join(r for r in rules if r)}\n"
+                    + (
+                        f"v{cell['challenger_version']} promoted"
+                        if cell["promoted"]
+                        else f"v{cell['challenger_version']} not promoted"
+                    ),
+                    (x, row),
+                    xycoords=("data", "axes fraction"),
+                    va="top",
+                    ha="center",
+                    fontsize=6,
+                    color=colors[policy],
+                )
     drift_from = result["parameters"]["drift_from"]
     drift_x = [x for x, m in zip(xs, months, strict=True) if m["drifted"]]
     for axis in (top, bottom):
