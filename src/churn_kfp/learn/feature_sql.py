@@ -151,7 +151,7 @@ def feature_query(
         upper = min(j * period, largest * DAY_US)
         aggregates.append(
             f"MAX(CASE WHEN s.youngest >= {(j - 1) * period} AND s.oldest <= {upper}"
-            f" THEN 1.0 ELSE 0.0 END) AS period_{j}"
+            f" THEN CAST(1 AS DOUBLE) ELSE CAST(0 AS DOUBLE) END) AS period_{j}"
         )
     # 2 ** (-(c - t) / h) = 2 ** (-(c - t0) / h) * 2 ** ((t - t0) / h): the row factor is
     # computed once per row (not per row and cutoff), t0 being the latest cutoff; it

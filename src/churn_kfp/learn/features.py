@@ -689,7 +689,9 @@ def finish_feature_table(
     for name, pieces in side.items():
         merged = np.concatenate(pieces)
         out[name] = merged.astype(np.float64) if merged.dtype != object else merged
-    table = pd.DataFrame(out)
+    # no copy into consolidated blocks (0.8 s at 1.5M rows): the arrays are new or views of
+    # ``raw``, which the engines drop once the table is built
+    table = pd.DataFrame(out, copy=False)
     groups = [BEHAVIOUR]
     groups += [QUANTITY] if "lifetime_quantity" in raw else []
     groups += [SENTIMENT] if feedback is not None else []
