@@ -194,7 +194,7 @@ def remote_parquet(paths: list[str]) -> Any | None:
     remote = [p for p in paths if "://" in p]
     if not remote:
         return None
-    if len(remote) == len(paths) and all(p.startswith("s3://") for p in paths):
+    if all(p.startswith("s3://") for p in paths):
         return s3_parquet_dataset(paths)
     raise ValueError(
         f"Parquet is read from local paths or s3:// URIs; cannot read {remote[0]} (mixing "

@@ -418,14 +418,14 @@ def summarise(result: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     policies = result["parameters"]["policies"]
     drift_from = result["parameters"]["drift_from"]
     summary: dict[str, Any] = {"mean_f1_before_drift": {}, "mean_f1_drift_months": {}}
+    judged = {policy: _newly_judged(months, policy) for policy in policies}
     for policy in policies:
-        judged = _newly_judged(months, policy)
-        before = [m["policies"][policy]["f1"] for m in judged if not m["drifted"]]
+        before = [m["policies"][policy]["f1"] for m in judged[policy] if not m["drifted"]]
         if not before:
             before = [(result["training"].get(policy) or {}).get("f1")]
         summary["mean_f1_before_drift"][policy] = _mean(before)
         summary["mean_f1_drift_months"][policy] = _mean(
-            [m["policies"][policy]["f1"] for m in judged if m["drifted"]]
+            [m["policies"][policy]["f1"] for m in judged[policy] if m["drifted"]]
         )
     detected = None
     first_retrain = None
@@ -456,7 +456,7 @@ def summarise(result: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
         else round(retrain_drift - frozen_drift, 4)
     )
     summary["recovery_months"] = _recovery_months(
-        months, drift_from, summary["mean_f1_before_drift"].get(RETRAIN)
+        judged.get(RETRAIN, []), drift_from, summary["mean_f1_before_drift"].get(RETRAIN)
     )
     if NO_DRIFT in policies:
         cells = [m["policies"][NO_DRIFT] for m in months]
@@ -464,9 +464,7 @@ def summarise(result: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
             "retrains": sum(1 for c in cells if c["retrained"]),
             "promotions": sum(1 for c in cells if c["promoted"]),
             "months": len(cells),
-            "mean_f1": _mean(
-                [m["policies"][NO_DRIFT]["f1"] for m in _newly_judged(months, NO_DRIFT)]
-            ),
+            "mean_f1": _mean([m["policies"][NO_DRIFT]["f1"] for m in judged[NO_DRIFT]]),
         }
     checks: dict[str, Any] = {}
     if drift_from:
@@ -507,14 +505,16 @@ def _newly_judged(months: list[dict[str, Any]], policy: str) -> list[dict[str, A
 
 
 def _recovery_months(
-    months: list[dict[str, Any]], drift_from: int, before: float | None
+    judged: list[dict[str, Any]], drift_from: int, before: float | None
 ) -> int | None:
-    """Months from the drift onset until the retraining policy's F1 stays recovered."""
+    """Months from the drift onset until the retraining policy's F1 stays recovered.
+
+    ``judged``: the months in which the retraining policy judged a new cutoff (none when
+    the arm did not run).
+    """
     if not drift_from or before is None:
         return None
-    if not any(RETRAIN in m["policies"] for m in months):
-        return None
-    drifted = [m for m in _newly_judged(months, RETRAIN) if m["drifted"]]
+    drifted = [m for m in judged if m["drifted"]]
     if not drifted:
         return None
     recovered_from = None
