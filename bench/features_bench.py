@@ -12,7 +12,11 @@ temporary folder (never kept). Then, in the same run:
 
 Each records wall seconds, transactions/s (rows read once, whatever the cutoffs) and the peak
 growth of resident memory; sizes under 5M run three times and report the median run.
-Labels are not timed here (they still use the pandas encoding).
+
+Up to ``--path-max`` rows (default 30M) the bench also times the run's whole training data
+path, ``data_path``: the same transactions written as a landing zone of monthly Parquet
+partitions, then ingest (validate + clean), features and labels, each step the code the
+pipeline's step runs (:mod:`data_path`), with its own seconds and peak memory.
 Results go to JSON and, with matplotlib, a PNG beside it.
 
 Run ``python bench/features_bench.py --help``; ``make bench`` runs 1M, 10M and 30M,
@@ -44,6 +48,9 @@ except ImportError:  # running from a source checkout without installation
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
     from churn_kfp.learn.duckdb_engine import build_feature_table_duckdb, connect
 from churn_kfp.learn.plan import CutoffPlan
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from data_path import run_data_path, write_landing_zone  # noqa: E402
 
 DAYS = 365
 ORIGIN = pd.Timestamp("2024-01-01")
@@ -194,6 +201,7 @@ def run(
     sizes: Sequence[int] = DEFAULT_SIZES,
     seed: int = 0,
     baseline_max: int = 10_000_000,
+    path_max: int = 30_000_000,
     quick: bool = False,
     memory_limit: str = "10GB",
     png: Path | None = DEFAULT_PNG,
@@ -204,6 +212,7 @@ def run(
         sizes: Numbers of transactions.
         seed: Random seed of the synthetic data.
         baseline_max: Largest size the pandas baseline runs at.
+        path_max: Largest size the whole data path (ingest + features + labels) runs at.
         quick: Small sizes only (a smoke check).
         memory_limit: DuckDB's memory limit; beyond it, it spills to the temporary folder.
         png: Where to draw the curve (``None``: no picture).
@@ -257,6 +266,12 @@ def run(
                 del naive
             del table
             gc.collect()
+            if n <= path_max:
+                zone = folder / "zone"
+                write_landing_zone(paths, zone)
+                path = run_data_path(zone, folder, PLAN, WINDOWS, timed, memory_limit)
+                entry["data_path"] = {**path, "tx_per_s": round(n / path["seconds"])}
+                gc.collect()
         results["sizes"][size_label(n)] = entry
         print_row(size_label(n), entry, flush=True)
     labels = list(results["sizes"])
@@ -290,6 +305,14 @@ def print_row(label: str, r: dict[str, Any], flush: bool = False) -> None:
             f"peak {b['peak_mb']:8.1f} MB | {r['speedup']}x, same values: {r['same_core_values']}"
         )
     print(line, flush=flush)
+    if "data_path" in r:
+        p = r["data_path"]
+        steps = ", ".join(f"{s} {p[s]['seconds']:.2f} s" for s in ("ingest", "features", "labels"))
+        print(
+            f"{'':>5}  data path {p['seconds']:8.2f} s {p['tx_per_s']:>12,} tx/s "
+            f"peak {p['peak_mb']:8.1f} MB ({steps})",
+            flush=flush,
+        )
 
 
 def plot(results: dict[str, Any], path: Path) -> Path | None:
@@ -303,7 +326,11 @@ def plot(results: dict[str, Any], path: Path) -> Path | None:
         return None
     rows = list(results["sizes"].values())
     fig, (speed, memory) = plt.subplots(1, 2, figsize=(10, 4))
-    for key, name in (("duckdb", "DuckDB engine"), ("baseline", "pandas group-by")):
+    for key, name in (
+        ("duckdb", "features: DuckDB engine"),
+        ("baseline", "features: pandas group-by"),
+        ("data_path", "data path: ingest + features + labels"),
+    ):
         points = [(r["transactions"], r[key]) for r in rows if key in r]
         if not points:
             continue
@@ -329,7 +356,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=(
             "Growth curve of the feature table on DuckDB (all cutoffs of a run, Parquet in) "
-            "beside a plain pandas group-by of the core features, on synthetic transactions."
+            "beside a plain pandas group-by of the core features, and the whole training data "
+            "path (ingest + features + labels), on synthetic transactions."
         )
     )
     parser.add_argument(
@@ -346,6 +374,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         type=int,
         default=10_000_000,
         help="largest size the pandas baseline runs at (default: 10000000)",
+    )
+    parser.add_argument(
+        "--path-max",
+        type=int,
+        default=30_000_000,
+        help=(
+            "largest size the whole data path (ingest + features + labels, pandas ingest) "
+            "runs at (default: 30000000)"
+        ),
     )
     parser.add_argument(
         "--memory-limit",
@@ -365,6 +402,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sizes=sizes,
         seed=args.seed,
         baseline_max=args.baseline_max,
+        path_max=args.path_max,
         memory_limit=args.memory_limit,
         png=args.out.with_suffix(".png"),
     )

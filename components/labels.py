@@ -24,7 +24,7 @@ def label_churn(
 
     from churn_kfp.learn import labels
 
-    tx = pd.read_parquet(transactions.path)
+    tx = pd.read_parquet(transactions.path, columns=["customer_id", "timestamp"])
     table = labels.label_churn(
         pd.read_parquet(features.path), tx, horizon_days, tx["timestamp"].max()
     )

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from churn_kfp.core import columns
-from churn_kfp.learn.features import build_feature_table, build_features
+from churn_kfp.learn.features import build_feature_table, build_features, index_transactions
 from churn_kfp.learn.labels import (
     ImmatureLabelError,
     LabelQualityError,
@@ -59,7 +59,8 @@ def test_labels_by_hand(log):
     pd.testing.assert_frame_equal(labelled.drop(columns=columns.LABEL), features)
 
 
-def test_label_churn_matches_a_plain_loop():
+@pytest.mark.parametrize("form", ["frame", "id_and_time_only", "index"])
+def test_label_churn_matches_a_plain_loop(form):
     rng = np.random.default_rng(7)
     n = 3000
     log = pd.DataFrame(
@@ -71,7 +72,12 @@ def test_label_churn_matches_a_plain_loop():
     )
     plan = plan_cutoffs("2024-01-01", "2024-08-28", horizon_days=30, n_train_cutoffs=2)
     table = build_feature_table(log, plan)
-    labelled = label_churn(table, log, 30, "2024-08-28")
+    given = {
+        "frame": log,
+        "id_and_time_only": log[["customer_id", "timestamp"]],
+        "index": index_transactions(log),
+    }[form]
+    labelled = label_churn(table, given, 30, "2024-08-28")
     assert set(labelled[columns.LABEL]) == {0, 1}
     times_of = {cid: list(group) for cid, group in log.groupby("customer_id")["timestamp"]}
     for (cid, cutoff), label in zip(
@@ -82,6 +88,12 @@ def test_label_churn_matches_a_plain_loop():
         mine = times_of[cid]
         bought = any(cutoff <= t < cutoff + pd.Timedelta(days=30) for t in mine)
         assert label == int(not bought)
+
+
+def test_transactions_without_ids_or_times_are_refused(log):
+    features = build_features(log, CUTOFF)
+    with pytest.raises(ValueError, match=r"lack column\(s\) \['timestamp'\]"):
+        label_churn(features, log.drop(columns="timestamp"), 30, "2024-05-31")
 
 
 def test_immature_labels_are_refused(log):

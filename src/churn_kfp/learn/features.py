@@ -73,6 +73,7 @@ __all__ = [
     "feature_group_of",
     "feature_groups_used",
     "index_transactions",
+    "utc_ns",
 ]
 
 DAY_NS = 86_400 * 10**9
@@ -106,7 +107,7 @@ _INT64_MAX = np.iinfo(np.int64).max
 # --------------------------------------------------------------------------------------
 
 
-def _time_ns(values: Any) -> np.ndarray:
+def utc_ns(values: Any) -> np.ndarray:
     """Naive UTC ``int64`` nanoseconds of a datetime-like column (``NaT`` -> ``INT64_MIN``)."""
     series = values if isinstance(values, pd.Series) else pd.Series(values)
     if not pd.api.types.is_datetime64_any_dtype(series.dtype):
@@ -169,7 +170,7 @@ class TransactionIndex:
                 f"transactions lack column(s) {missing}; have {list(transactions.columns)}"
             )
         codes, uniques = pd.factorize(transactions["customer_id"], sort=False)
-        times = _time_ns(transactions["timestamp"])
+        times = utc_ns(transactions["timestamp"])
         amounts = _floats(transactions["amount"])
         quantities = _floats(transactions["quantity"]) if "quantity" in transactions else None
         keep = (codes >= 0) & (times != _INT64_MIN)
@@ -277,7 +278,7 @@ def _prepare_feedback(feedback: pd.DataFrame, index: TransactionIndex | pd.Index
     else:
         ids = pd.Series(feedback["customer_id"], dtype=object).astype(str)
         codes = index.get_indexer(pd.Index(ids, dtype=object))
-    times = _time_ns(feedback["timestamp"])
+    times = utc_ns(feedback["timestamp"])
     sentiment = _floats(feedback["sentiment"])
     keep = (codes >= 0) & (times != _INT64_MIN)
     return _Feedback(codes[keep], times[keep], sentiment[keep])
@@ -298,7 +299,7 @@ def _prepare_customers(customers: pd.DataFrame) -> pd.DataFrame:
     table["customer_id"] = table["customer_id"].astype(str)
     table = table.drop_duplicates("customer_id", keep="last").set_index("customer_id")
     if "signup_date" in table:
-        signup = _time_ns(table["signup_date"])
+        signup = utc_ns(table["signup_date"])
         table["signup_date"] = np.where(signup == _INT64_MIN, np.nan, signup.astype(np.float64))
     if "age" in table:
         table["age"] = _floats(table["age"])

@@ -8,6 +8,7 @@ is observed). Earlier labels would call every late buyer a churner, so they are 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -15,7 +16,7 @@ import pandas as pd
 
 from churn_kfp.core import columns
 from churn_kfp.core.dates import iso, label_window_closed, observed_until, to_timestamp
-from churn_kfp.learn.features import TransactionIndex, index_transactions
+from churn_kfp.learn.features import TransactionIndex, utc_ns
 
 __all__ = [
     "ImmatureLabelError",
@@ -45,8 +46,9 @@ def label_churn(
     Args:
         features: Rows with ``customer_id`` and ``cutoff`` (e.g. from
             :func:`churn_kfp.learn.features.build_feature_table`).
-        transactions: Clean transactions (all of them, including those after the cutoffs),
-            or their :class:`~churn_kfp.learn.features.TransactionIndex`.
+        transactions: Clean transactions (all of them, including those after the cutoffs;
+            ``customer_id`` and ``timestamp`` are used), or their
+            :class:`~churn_kfp.learn.features.TransactionIndex`.
         horizon_days: Label window in days.
         data_end: Last day covered by the transactions (its whole day counts as observed).
 
@@ -76,20 +78,41 @@ def label_churn(
             f"{iso(first + horizon)}, but the data end on {iso(last_day)}"
             f" (labels need data through {iso(first + horizon - pd.Timedelta(days=1))})"
         )
-    labelled = features.copy()
+    # a shallow copy: only the new label column is written, never the caller's columns
+    labelled = features.copy(deep=False)
     labels = np.ones(len(features), dtype=np.int64)
     if len(features):
-        index = index_transactions(transactions)
-        codes = index.codes_of(features[columns.CUSTOMER_ID])
+        ids = pd.Series(features[columns.CUSTOMER_ID], dtype=object).astype(str).to_numpy()
         cutoff_ns = cutoffs.to_numpy(dtype="datetime64[ns]").view(np.int64)
-        for cutoff in unique_cutoffs:
+        for cutoff, buyers in _buyers(transactions, unique_cutoffs, horizon):
             rows = np.flatnonzero(cutoff_ns == cutoff.value)
-            bought = index.purchases_between(cutoff, cutoff + horizon)
-            row_codes = codes[rows]
-            known = row_codes >= 0
-            labels[rows[known]] = (bought[row_codes[known]] == 0).astype(np.int64)
+            labels[rows] = (~pd.Index(ids[rows], dtype=object).isin(buyers)).astype(np.int64)
     labelled[columns.LABEL] = labels
     return labelled
+
+
+def _buyers(
+    transactions: pd.DataFrame | TransactionIndex,
+    cutoffs: list[pd.Timestamp],
+    horizon: pd.Timedelta,
+) -> Iterator[tuple[pd.Timestamp, pd.Index]]:
+    """Yields every cutoff with the ids (``str``) of the customers who bought in its window."""
+    if isinstance(transactions, TransactionIndex):
+        for cutoff in cutoffs:
+            bought = transactions.purchases_between(cutoff, cutoff + horizon)
+            yield cutoff, transactions.customer_ids[bought > 0]
+        return
+    missing = [c for c in (columns.CUSTOMER_ID, "timestamp") if c not in transactions]
+    if missing:
+        raise ValueError(
+            f"transactions lack column(s) {missing}; have {list(transactions.columns)}"
+        )
+    times = utc_ns(transactions["timestamp"])
+    ids = transactions[columns.CUSTOMER_ID].to_numpy()
+    for cutoff in cutoffs:
+        within = (times >= cutoff.value) & (times < (cutoff + horizon).value)
+        bought = ids[within]
+        yield cutoff, pd.Index(pd.unique(bought[pd.notna(bought)]), dtype=object).astype(str)
 
 
 def _counts(frame: pd.DataFrame) -> dict[str, Any]:
