@@ -344,7 +344,8 @@ def plot(results: dict[str, Any], path: Path) -> Path | None:
         axis.grid(True, alpha=0.3)
         axis.legend()
     fig.suptitle(
-        f"features at {len(results['cutoffs'])} cutoffs, {results['machine']['cpus']} CPUs"
+        f"features (and the data path) at {len(results['cutoffs'])} cutoffs, "
+        f"{results['machine']['cpus']} CPUs"
     )
     fig.tight_layout()
     fig.savefig(path, dpi=100)
