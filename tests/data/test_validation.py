@@ -611,3 +611,21 @@ def test_quality_score_counts_removed_rows_and_weights_tables(tmp_path):
     # transactions: 10 removed rows of 110 -> defect share 10/110; customers clean
     expected = 1 - 0.6 * (10 / 110) / (0.6 + 0.2)
     assert ingest(zone).quality_score == pytest.approx(expected, abs=1e-6)
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        ["a", "b", None, np.nan],
+        ["a", np.str_("b"), "c"],
+        [None, np.nan],
+        ["a", 1, None],
+        ["a", b"b", 2.5],
+    ],
+)
+def test_contract_string_check_agrees_with_pandera_per_value(values):
+    # the fast path must give pandera's own per-value answer, whatever the column holds
+    series = pd.Series(values, dtype=object)
+    fast = contract.ContractString()
+    slow = contract.pandas_engine.NpString()
+    assert fast.check(fast, series).tolist() == slow.check(slow, series).tolist()

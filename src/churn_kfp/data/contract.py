@@ -10,8 +10,12 @@ per landing zone). Customer ids are strings.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
+import pandas as pd
 import pandera.pandas as pa
+from pandera.dtypes import immutable
+from pandera.engines import pandas_engine
 
 TRANSACTIONS = "transactions"
 CUSTOMERS = "customers"
@@ -87,27 +91,51 @@ TABLES: dict[str, TableContract] = {
     ),
 }
 
+
+@immutable
+class ContractString(pandas_engine.NpString):
+    """pandera's ``str`` type, with its check on object columns done in one vectorised pass.
+
+    pandera checks a ``str`` column by calling ``isinstance`` on every value from Python
+    (3.4 s for 10M ids); ``pandas.api.types.infer_dtype`` answers "every non-missing value
+    is a string" in C (0.16 s). Only a column it does not call all-strings takes pandera's
+    own per-value check, so the failure cases and messages are pandera's.
+    """
+
+    def check(self, pandera_dtype: Any, data_container: Any = None) -> Any:
+        """Per-value booleans (all ``True`` when every non-missing value is a ``str``)."""
+        if (
+            isinstance(data_container, pd.Series)
+            and data_container.dtype == object
+            and pd.api.types.infer_dtype(data_container, skipna=True) in ("string", "empty")
+        ):
+            return pd.Series(True, index=data_container.index)
+        return super().check(pandera_dtype, data_container)
+
+
+_TEXT = ContractString()  # type: ignore[call-arg]  # @immutable makes a no-argument __init__
+
 _COLUMN_SPECS: dict[str, dict[str, pa.Column]] = {
     TRANSACTIONS: {
-        "customer_id": pa.Column(str, nullable=False),
+        "customer_id": pa.Column(_TEXT, nullable=False),
         "timestamp": pa.Column("datetime64[ns]", nullable=False),
         "amount": pa.Column(float, nullable=True),
-        "order_id": pa.Column(str, nullable=True, required=False),
+        "order_id": pa.Column(_TEXT, nullable=True, required=False),
         "quantity": pa.Column(float, nullable=True, required=False),
-        "product_id": pa.Column(str, nullable=True, required=False),
+        "product_id": pa.Column(_TEXT, nullable=True, required=False),
     },
     CUSTOMERS: {
-        "customer_id": pa.Column(str, nullable=False, unique=True),
+        "customer_id": pa.Column(_TEXT, nullable=False, unique=True),
         "signup_date": pa.Column("datetime64[ns]", nullable=True, required=False),
         "age": pa.Column(float, nullable=True, required=False),
-        "gender": pa.Column(str, nullable=True, required=False),
-        "location": pa.Column(str, nullable=True, required=False),
-        "segment": pa.Column(str, nullable=True, required=False),
+        "gender": pa.Column(_TEXT, nullable=True, required=False),
+        "location": pa.Column(_TEXT, nullable=True, required=False),
+        "segment": pa.Column(_TEXT, nullable=True, required=False),
     },
     FEEDBACK: {
-        "customer_id": pa.Column(str, nullable=False),
+        "customer_id": pa.Column(_TEXT, nullable=False),
         "timestamp": pa.Column("datetime64[ns]", nullable=False),
-        "text": pa.Column(str, nullable=True),
+        "text": pa.Column(_TEXT, nullable=True),
     },
 }
 
