@@ -53,8 +53,10 @@ def label_churn(
         data_end: Last day covered by the transactions (its whole day counts as observed).
 
     Returns:
-        A copy of ``features`` with ``columns.LABEL`` (``int64``: 1 = no purchase in
-        ``[cutoff, cutoff + horizon)``, 0 = at least one).
+        A new frame: the columns of ``features`` and ``columns.LABEL`` (``int64``: 1 = no
+        purchase in ``[cutoff, cutoff + horizon)``, 0 = at least one). ``features`` is not
+        modified; its columns are shared, not copied (a deep copy of a large feature table
+        costs seconds), so change the result's existing values only after ``.copy()``.
 
     Raises:
         ImmatureLabelError: Some cutoff's label window is not fully observed.
@@ -78,7 +80,6 @@ def label_churn(
             f"{iso(first + horizon)}, but the data end on {iso(last_day)}"
             f" (labels need data through {iso(first + horizon - pd.Timedelta(days=1))})"
         )
-    # a shallow copy: only the new label column is written, never the caller's columns
     labelled = features.copy(deep=False)
     labels = np.ones(len(features), dtype=np.int64)
     if len(features):
