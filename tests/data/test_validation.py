@@ -629,3 +629,25 @@ def test_contract_string_check_agrees_with_pandera_per_value(values):
     fast = contract.ContractString()
     slow = contract.pandas_engine.NpString()
     assert fast.check(fast, series).tolist() == slow.check(slow, series).tolist()
+
+
+@pytest.mark.parametrize("shuffled", [False, True])
+def test_ingest_returns_transactions_in_time_order_ties_in_file_order(tmp_path, shuffled):
+    zone = LocalLandingZone(tmp_path)
+    frames = [_tx(1).sort_values("timestamp"), _tx(2).sort_values("timestamp")]
+    # a tie: the same second twice, told apart by the amount, in file order
+    frames[1].loc[frames[1].index[5], ["timestamp", "amount"]] = [
+        frames[1]["timestamp"].iloc[6],
+        "13.25",
+    ]
+    if shuffled:
+        frames = [f.sample(frac=1.0, random_state=1) for f in frames]
+    for month, frame in zip((1, 2), frames, strict=True):
+        _write_tx(zone, frame, month=month)
+    got = ingest(zone).transactions
+    expected = pd.concat(frames, ignore_index=True)
+    expected["timestamp"] = pd.to_datetime(expected["timestamp"])
+    expected = expected.sort_values("timestamp", kind="stable")
+    assert got["timestamp"].is_monotonic_increasing
+    assert got["amount"].tolist() == expected["amount"].astype(float).tolist()
+    assert got.index.equals(pd.RangeIndex(len(got)))
