@@ -47,10 +47,9 @@ try:
 except ImportError:  # running from a source checkout without installation
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
     from churn_kfp.learn.duckdb_engine import build_feature_table_duckdb, connect
-from churn_kfp.learn.plan import CutoffPlan
+from data_path import run_data_path, write_landing_zone  # bench/ is on sys.path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from data_path import run_data_path, write_landing_zone  # noqa: E402
+from churn_kfp.learn.plan import CutoffPlan
 
 DAYS = 365
 ORIGIN = pd.Timestamp("2024-01-01")

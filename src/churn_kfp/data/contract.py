@@ -97,8 +97,8 @@ class ContractString(pandas_engine.NpString):
     """pandera's ``str`` type, with its check on object columns done in one vectorised pass.
 
     pandera checks a ``str`` column by calling ``isinstance`` on every value from Python
-    (3.4 s for 10M ids); ``pandas.api.types.infer_dtype`` answers "every non-missing value
-    is a string" in C (0.16 s). Only a column it does not call all-strings takes pandera's
+    (about 1 s per 10M ids); ``pandas.api.types.infer_dtype`` answers "every non-missing
+    value is a string" in C (0.16 s). Only a column it does not call all-strings takes pandera's
     own per-value check, so the failure cases and messages are pandera's.
     """
 
