@@ -651,3 +651,30 @@ def test_ingest_returns_transactions_in_time_order_ties_in_file_order(tmp_path, 
     assert got["timestamp"].is_monotonic_increasing
     assert got["amount"].tolist() == expected["amount"].astype(float).tolist()
     assert got.index.equals(pd.RangeIndex(len(got)))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_duplicate_rows_are_the_ones_pandas_finds(seed):
+    # few distinct values per column, so that repeats, NaN, -0.0, None and NaT all collide
+    from churn_kfp.data.validation import _duplicated
+
+    rng = np.random.default_rng(seed)
+    n = 400 if seed % 2 else 4000  # odd seeds: most rows repeat (pandas compares them all)
+    pick = lambda values: [values[i] for i in rng.integers(0, len(values), n)]  # noqa: E731
+    frame = pd.DataFrame(
+        {
+            "customer_id": pick(["a", "b", None, np.nan, "c"]),
+            "timestamp": pd.to_datetime(pick(["2025-01-01", "2025-01-02", None] + [None] * seed)),
+            "amount": pick([0.0, -0.0, np.nan, 1.5, float(seed)]),
+            "quantity": pd.array(pick([1, 2, None]), dtype="Int64"),
+        }
+    )
+    if seed == 4:
+        frame["timestamp"] = frame["timestamp"].dt.tz_localize("Europe/Paris")
+    if seed >= 2 and not seed % 2:
+        frame = pd.concat([frame, frame.iloc[:50]], ignore_index=True)  # a few exact repeats
+        frame["amount"] = frame["amount"] + np.arange(len(frame)) * (np.arange(len(frame)) > 60)
+    columns = list(frame.columns)
+    expected = frame.duplicated(subset=columns, keep="first").to_numpy()
+    assert expected.any()
+    np.testing.assert_array_equal(_duplicated(frame, columns), expected)

@@ -19,6 +19,7 @@ from churn_kfp.data.contract import CUSTOMERS
 from churn_kfp.data.importer.mapping import ImportMapping
 from churn_kfp.data.importer.rules import Staged
 from churn_kfp.data.importer.values import null_mask
+from churn_kfp.data.rowhash import repeated_rows, row_hashes
 
 __all__ = ["remove_duplicates"]
 
@@ -46,41 +47,6 @@ def _exact_codes(column: pa.ChunkedArray, known: np.ndarray | None = None) -> np
     return codes
 
 
-def _row_hashes(codes: list[np.ndarray], n: int) -> np.ndarray:
-    """One 64-bit hash per row of the columns' codes (in place: no temporary arrays)."""
-    hashes = np.zeros(n, dtype=np.uint64)
-    mixed = np.empty(n, dtype=np.uint64)
-    with np.errstate(over="ignore"):
-        for code in codes:
-            np.multiply(code.view(np.uint64), np.uint64(0x9E3779B97F4A7C15), out=mixed)
-            hashes *= np.uint64(1_000_003)
-            hashes ^= mixed
-            mixed >>= np.uint64(29)
-            hashes ^= mixed
-    return hashes
-
-
-def _repeated(hashes: np.ndarray) -> np.ndarray:
-    """The rows whose hash another row shares, in order: a superset of the duplicates.
-
-    Sorts each hash packed with its row number in one 64-bit word (the hash's high bits
-    above the row's bits) and compares neighbours: one fast numpy sort instead of a hash
-    table. Hashes equal in their high bits only give a few more rows, never fewer.
-    """
-    n = hashes.size
-    shift = np.uint64(max(int(n - 1).bit_length(), 1))
-    keys = (hashes >> shift) << shift
-    keys |= np.arange(n, dtype=np.uint64)
-    keys.sort()
-    rows = keys & ((np.uint64(1) << shift) - np.uint64(1))
-    keys >>= shift
-    same = keys[1:] == keys[:-1]
-    mask = np.zeros(n, dtype=bool)
-    mask[rows[1:][same]] = True
-    mask[rows[:-1][same]] = True
-    return np.flatnonzero(mask)
-
-
 def _duplicates(
     table: pa.Table,
     rows: np.ndarray,
@@ -105,7 +71,7 @@ def _duplicates(
     candidates = None  # all of them
     if cheap:
         codes = [_exact_codes(table.column(c), known.get(c)) for c in cheap]
-        repeated = _repeated(_row_hashes(codes, table.num_rows)[rows])
+        repeated = repeated_rows(row_hashes(codes, table.num_rows)[rows])
         if repeated.size < n // 2:  # else the exact check on everything is as cheap
             candidates = repeated
     mask = np.zeros(n, dtype=bool)
@@ -124,7 +90,7 @@ def _exact_duplicates(
     """Hashes exact value codes per row and confirms every hash match on the codes."""
     n = table.num_rows
     codes = [_exact_codes(table.column(c), known.get(c)) for c in columns]
-    groups, uniques = pd.factorize(_row_hashes(codes, n))
+    groups, uniques = pd.factorize(row_hashes(codes, n))
     candidates = np.flatnonzero(pd.Series(groups).duplicated(keep=keep).to_numpy())
     if candidates.size == 0:
         return np.zeros(n, dtype=bool)
