@@ -65,6 +65,12 @@ REPEATS, REPEAT_BELOW = 3, 5_000_000
 DEFAULT_SIZES = (1_000_000, 10_000_000, 30_000_000)
 SCALE_SIZES = (*DEFAULT_SIZES, 100_000_000)
 CHUNK = 5_000_000
+TARGETS = {
+    "tx_per_s_at_10M": (">=", 5_000_000),
+    "speedup_at_10M": (">=", 3.0),
+    "time_per_tx_growth_30M_over_1M": ("<=", 1.3),
+}
+"""Issue 16's targets for the DuckDB engine (measured when the run has those sizes)."""
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "features.json"
 DEFAULT_PNG = DEFAULT_OUT.with_suffix(".png")
 
@@ -278,6 +284,7 @@ def run(
         first, last = results["sizes"][labels[0]], results["sizes"][labels[-1]]
         per_tx = [r["duckdb"]["seconds"] / r["transactions"] for r in (first, last)]
         results["time_per_tx_growth"] = round(per_tx[1] / per_tx[0], 2)
+    results["targets"] = targets(results["sizes"])
     results["machine"]["load_average_1m"] = {
         "before": round(load_before, 2),
         "after": round(os.getloadavg()[0], 2),
@@ -288,6 +295,25 @@ def run(
         if drawn:
             results["png"] = str(drawn)
     return results
+
+
+def targets(sizes: dict[str, Any]) -> dict[str, Any]:
+    """Each of :data:`TARGETS` the run can measure: target, measured value and whether met."""
+    measured: dict[str, float | None] = {
+        "tx_per_s_at_10M": sizes.get("10M", {}).get("duckdb", {}).get("tx_per_s"),
+        "speedup_at_10M": sizes.get("10M", {}).get("speedup"),
+        "time_per_tx_growth_30M_over_1M": None,
+    }
+    if "1M" in sizes and "30M" in sizes:
+        per_tx = [sizes[k]["duckdb"]["seconds"] / sizes[k]["transactions"] for k in ("1M", "30M")]
+        measured["time_per_tx_growth_30M_over_1M"] = round(per_tx[1] / per_tx[0], 2)
+    out = {}
+    for key, (relation, bound) in TARGETS.items():
+        value = measured[key]
+        if value is not None:
+            met = value >= bound if relation == ">=" else value <= bound
+            out[key] = {"target": f"{relation} {bound:g}", "measured": value, "met": met}
+    return out
 
 
 def print_row(label: str, r: dict[str, Any], flush: bool = False) -> None:
@@ -410,6 +436,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"load average (1 min) before/after: {load['before']} / {load['after']}")
     if "time_per_tx_growth" in results:
         print(f"time per transaction, largest over smallest size: {results['time_per_tx_growth']}")
+    for key, target in results["targets"].items():
+        verdict = "met" if target["met"] else "NOT met"
+        print(f"target {key} {target['target']}: {verdict} ({target['measured']:,})")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"wrote {args.out}")

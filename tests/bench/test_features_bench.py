@@ -59,3 +59,26 @@ def test_run_reports_every_size_and_the_growth(bench, tmp_path):
     assert small["same_core_values"] and large["same_core_values"]
     assert "data_path" in small and "data_path" not in large  # beyond --path-max
     assert results["time_per_tx_growth"] > 0
+
+
+def test_targets_are_judged_only_where_measured(bench):
+    features_bench, _ = bench
+
+    def size(n, seconds, speedup=None):
+        entry = {"transactions": n, "duckdb": {"seconds": seconds, "tx_per_s": round(n / seconds)}}
+        return entry if speedup is None else {**entry, "speedup": speedup}
+
+    sizes = {
+        "1M": size(1_000_000, 0.5),
+        "10M": size(10_000_000, 2.0, speedup=2.9),
+        "30M": size(30_000_000, 19.5),
+    }
+    got = features_bench.targets(sizes)
+    assert got["tx_per_s_at_10M"] == {"target": ">= 5e+06", "measured": 5_000_000, "met": True}
+    assert got["speedup_at_10M"]["met"] is False
+    assert got["time_per_tx_growth_30M_over_1M"] == {
+        "target": "<= 1.3",
+        "measured": 1.3,
+        "met": True,
+    }
+    assert features_bench.targets({"1M": sizes["1M"]}) == {}
