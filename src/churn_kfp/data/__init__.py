@@ -12,7 +12,8 @@ It owns:
 - the import of a user's own export into the landing zone, ``churn import``
   (the ``importer`` package);
 - ingestion: reading, validating and cleaning the landing zone (``validation``, with its
-  report in ``ingest_report``);
+  report in ``ingest_report``); both the import and ingestion find duplicate rows through
+  ``rowhash``;
 - the synthetic customer base for demos, tests and simulations (``datagen``, its
   feedback texts in ``datagen_text``);
 - the sentiment of customer feedback (``sentiment``).
@@ -26,6 +27,7 @@ __all__ = [
     "ingest_report",
     "landing",
     "locking",
+    "rowhash",
     "s3storage",
     "sentiment",
     "staging",
