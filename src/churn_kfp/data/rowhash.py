@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["repeated_rows", "row_hashes"]
+__all__ = ["candidate_rows", "repeated_rows", "row_hashes"]
 
 
 def row_hashes(codes: list[np.ndarray], n: int) -> np.ndarray:
@@ -46,3 +46,13 @@ def repeated_rows(hashes: np.ndarray) -> np.ndarray:
     mask[rows[1:][same]] = True
     mask[rows[:-1][same]] = True
     return np.flatnonzero(mask)
+
+
+def candidate_rows(hashes: np.ndarray) -> np.ndarray | None:
+    """:func:`repeated_rows`, or ``None`` when half the rows or more repeat.
+
+    ``None`` means: compare every row exactly, which then costs about as much as
+    comparing the candidates.
+    """
+    repeated = repeated_rows(hashes)
+    return repeated if repeated.size < hashes.size // 2 else None

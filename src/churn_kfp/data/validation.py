@@ -71,7 +71,7 @@ from churn_kfp.data.contract import (
 )
 from churn_kfp.data.ingest_report import TableStats, collect_warnings, quality_score
 from churn_kfp.data.landing import LandingZone, Partition
-from churn_kfp.data.rowhash import repeated_rows, row_hashes
+from churn_kfp.data.rowhash import candidate_rows, row_hashes
 from churn_kfp.data.storage import discover_partitions, read_frame, table_keys, table_prefix
 
 __all__ = [
@@ -677,7 +677,7 @@ def _duplicated(frame: pd.DataFrame, columns: list[str]) -> np.ndarray:
     """``frame.duplicated(subset=columns, keep="first")``, compared on the numbers first.
 
     Equal rows have equal numbers and time stamps, so only rows whose numbers repeat
-    (:func:`~churn_kfp.data.rowhash.repeated_rows` of their hashes: no string is hashed)
+    (:func:`~churn_kfp.data.rowhash.candidate_rows` of their hashes: no string is hashed)
     go through pandas' comparison. On 10M timestamped transactions that is a few rows
     instead of all of them (3.9 s); when most rows qualify, pandas compares them all.
     """
@@ -689,8 +689,8 @@ def _duplicated(frame: pd.DataFrame, columns: list[str]) -> np.ndarray:
         or pd.api.types.is_datetime64_any_dtype(frame[c].dtype)
     ]
     if n > 1 and numbers:
-        candidates = repeated_rows(row_hashes([_equality_codes(frame[c]) for c in numbers], n))
-        if candidates.size < n // 2:
+        candidates = candidate_rows(row_hashes([_equality_codes(frame[c]) for c in numbers], n))
+        if candidates is not None:
             duplicated = np.zeros(n, dtype=bool)
             if candidates.size:
                 subset = frame.iloc[candidates]

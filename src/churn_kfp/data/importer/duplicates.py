@@ -19,7 +19,7 @@ from churn_kfp.data.contract import CUSTOMERS
 from churn_kfp.data.importer.mapping import ImportMapping
 from churn_kfp.data.importer.rules import Staged
 from churn_kfp.data.importer.values import null_mask
-from churn_kfp.data.rowhash import repeated_rows, row_hashes
+from churn_kfp.data.rowhash import candidate_rows, row_hashes
 
 __all__ = ["remove_duplicates"]
 
@@ -71,9 +71,7 @@ def _duplicates(
     candidates = None  # all of them
     if cheap:
         codes = [_exact_codes(table.column(c), known.get(c)) for c in cheap]
-        repeated = repeated_rows(row_hashes(codes, table.num_rows)[rows])
-        if repeated.size < n // 2:  # else the exact check on everything is as cheap
-            candidates = repeated
+        candidates = candidate_rows(row_hashes(codes, table.num_rows)[rows])
     mask = np.zeros(n, dtype=bool)
     if candidates is not None and candidates.size == 0:
         return mask
