@@ -60,6 +60,18 @@ def test_synthetic_data_with_defects_every_group(synthetic):
     assert_same_table(got, want)
 
 
+@pytest.mark.parametrize(("windows", "eligibility_days"), [((7, 45), 100), ((10, 75), 75)])
+def test_windows_off_the_active_period_grid(synthetic, windows, eligibility_days):
+    # active months are counted in 30-day periods; here the windows and the eligibility
+    # look-back end inside a period, so the period edges are counts of their own
+    transactions = synthetic.transactions
+    plan = plan_for(transactions, horizon_days=30, n_train=2)
+    options = {"windows": windows, "eligibility_days": eligibility_days}
+    want = build_feature_table(transactions, plan, **options)
+    assert want[f"active_months_{max(windows)}d"].nunique() > 2
+    assert_same_table(build_feature_table_duckdb(transactions, plan, **options), want)
+
+
 def test_reads_parquet_directly_and_through_the_engine_switch(synthetic, tmp_path):
     transactions = synthetic.transactions
     path = tmp_path / "transactions.parquet"

@@ -35,6 +35,7 @@ the features in the order of :func:`churn_kfp.learn.features.build_feature_table
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import pairwise
 from typing import Any
 
 from churn_kfp.core import columns
@@ -62,12 +63,11 @@ def _segment_edges(cutoffs: Sequence[Any], windows: set[int], n_periods: int) ->
 
 
 def _segments_values(cutoffs: Sequence[Any], edges: list[int]) -> str:
-    """An inline table of the segments before each cutoff and the ages they span.
+    """An inline table of the segments before each cutoff and the oldest age they hold.
 
     Segment ``k`` holds times in ``[edges[k-1], edges[k])`` (segment 0 starts at minus
-    infinity); ``oldest`` is the cutoff minus its start (``NULL`` for segment 0),
-    ``youngest`` the cutoff minus its end: a row of the segment has an age in
-    ``(youngest, oldest]``.
+    infinity); ``oldest`` is the cutoff minus its start (``NULL`` for segment 0): every row
+    of the segment is within a window of that age or more.
     """
     rows = []
     for c in sorted({to_timestamp(c).value // 1000 for c in cutoffs}):
@@ -75,8 +75,8 @@ def _segments_values(cutoffs: Sequence[Any], edges: list[int]) -> str:
             if end > c:
                 break
             oldest = "NULL" if k == 0 else str(c - edges[k - 1])
-            rows.append(f"({c}, {k}, CAST({oldest} AS BIGINT), {c - end})")
-    return f"(VALUES {', '.join(rows)}) AS s(c, seg, oldest, youngest)"
+            rows.append(f"({c}, {k}, CAST({oldest} AS BIGINT))")
+    return f"(VALUES {', '.join(rows)}) AS s(c, seg, oldest)"
 
 
 def _divide(numerator: str, denominator: str, when: str) -> str:
@@ -128,7 +128,6 @@ def feature_query(
     # The cutoffs, window starts and active-period edges cut time into segments; each
     # window of each cutoff is a union of whole segments. So the transactions are summed
     # once per (customer, segment) and only those few rows are joined to the cutoffs.
-    period = ACTIVE_PERIOD_DAYS * DAY_US
     n_periods = -(-largest // ACTIVE_PERIOD_DAYS)
     edges = _segment_edges(cutoffs, {*wins, 2 * smallest, eligibility_days}, n_periods)
     segment = " + ".join(f"CASE WHEN t >= {e} THEN 1 ELSE 0 END" for e in edges)
@@ -143,16 +142,14 @@ def feature_query(
         "CAST(SUM(g.n) AS DOUBLE) AS lifetime_f",
         "SUM(g.m) AS lifetime_m",
     ]
+    # active periods: period j (1-based) holds ages in ((j-1)P, jP], capped at the window;
+    # it is active when the purchases within its two edges differ. Every count within an
+    # age (windows, period edges, eligibility) is one aggregate, however many uses it has.
+    period_edges = [min(j * ACTIVE_PERIOD_DAYS, largest) for j in range(1, n_periods + 1)]
+    for days in sorted({*wins, 2 * smallest, *period_edges, eligibility_days}):
+        aggregates.append(f"SUM({within(days * DAY_US, 'CAST(g.n AS DOUBLE)')}) AS f_{days}")
     for w in sorted({*wins, 2 * smallest}):
-        aggregates.append(f"SUM({within(w * DAY_US, 'CAST(g.n AS DOUBLE)')}) AS f_{w}")
         aggregates.append(f"SUM({within(w * DAY_US, 'g.m')}) AS m_{w}")
-    # active periods: period j (1-based) holds ages in ((j-1)P, jP], capped at the window
-    for j in range(1, n_periods + 1):
-        upper = min(j * period, largest * DAY_US)
-        aggregates.append(
-            f"MAX(CASE WHEN s.youngest >= {(j - 1) * period} AND s.oldest <= {upper}"
-            f" THEN CAST(1 AS DOUBLE) ELSE CAST(0 AS DOUBLE) END) AS period_{j}"
-        )
     # 2 ** (-(c - t) / h) = 2 ** (-(c - t0) / h) * 2 ** ((t - t0) / h): the row factor is
     # computed once per row (not per row and cutoff), t0 being the latest cutoff; it
     # underflows only for purchases ~1000 half-lives before it.
@@ -188,6 +185,10 @@ def feature_query(
         "SUM(g.gap_sq) AS gap_sq",
     ]
 
+    active_periods = [
+        f"CASE WHEN f_{edge} > {'f_' + str(previous) if previous else '0.0'} THEN 1.0 ELSE 0.0 END"
+        for previous, edge in pairwise([0, *period_edges])
+    ]
     recency = f"CAST(a.c - last_t AS DOUBLE) / {day}"
     since_first = f"CAST(a.c - first_t AS DOUBLE) / {day}"
     mean_gap = _divide(
@@ -213,7 +214,7 @@ def feature_query(
         f"{_divide(spread, gap_mean, 'a.n_gaps >= 2')} AS purchase_gap_cv",
         f"{_divide(f'1.0 - ({recency}) / ({since_first})', '1.0', f'{since_first} > 0')}"
         " AS active_span_ratio",
-        f"{' + '.join(f'period_{j}' for j in range(1, n_periods + 1))} AS active_months_{largest}d",
+        f"{' + '.join(active_periods)} AS active_months_{largest}d",
     ]
     for h in half_lives:
         factor = f"POWER(2.0, -(CAST(a.c - {latest} AS DOUBLE) / {day}) / {float(h)!r})"
@@ -256,10 +257,10 @@ per_cutoff AS (
   FROM per_segment AS g
   JOIN {segments} ON g.seg = s.seg
   GROUP BY g.{columns.CUSTOMER_ID}, s.c
-  HAVING SUM({within(eligibility_days * DAY_US, "g.n", "0")}) > 0
 )
 SELECT
     {sep.join(features)}
 FROM per_cutoff AS a
+WHERE a.f_{eligibility_days} > 0
 ORDER BY a.c, a.{columns.CUSTOMER_ID}
 """
