@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 
 from churn_kfp.data import contract
+from churn_kfp.data.rowhash import duplicated_rows
 from churn_kfp.data.storage import LocalLandingZone, partition_key, unpartitioned_key, write_frame
 from churn_kfp.data.validation import (
     MIN_ROWS_FOR_OUTLIERS,
@@ -629,6 +630,8 @@ def test_contract_string_check_agrees_with_pandera_per_value(values):
     fast = contract.ContractString()
     slow = contract.pandas_engine.NpString()
     assert fast.check(fast, series).tolist() == slow.check(slow, series).tolist()
+    # and coerces to what pandera coerces to (the column itself when it is all strings)
+    pd.testing.assert_series_equal(fast.coerce(series.copy()), slow.coerce(series.copy()))
 
 
 @pytest.mark.parametrize("shuffled", [False, True])
@@ -656,8 +659,6 @@ def test_ingest_returns_transactions_in_time_order_ties_in_file_order(tmp_path, 
 @pytest.mark.parametrize("seed", range(6))
 def test_duplicate_rows_are_the_ones_pandas_finds(seed):
     # few distinct values per column, so that repeats, NaN, -0.0, None and NaT all collide
-    from churn_kfp.data.validation import _duplicated
-
     rng = np.random.default_rng(seed)
     n = 400 if seed % 2 else 4000  # odd seeds: most rows repeat (pandas compares them all)
     pick = lambda values: [values[i] for i in rng.integers(0, len(values), n)]  # noqa: E731
@@ -677,4 +678,4 @@ def test_duplicate_rows_are_the_ones_pandas_finds(seed):
     columns = list(frame.columns)
     expected = frame.duplicated(subset=columns, keep="first").to_numpy()
     assert expected.any()
-    np.testing.assert_array_equal(_duplicated(frame, columns), expected)
+    np.testing.assert_array_equal(duplicated_rows(frame, columns), expected)

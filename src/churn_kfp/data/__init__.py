@@ -11,9 +11,9 @@ It owns:
   (``locking``);
 - the import of a user's own export into the landing zone, ``churn import``
   (the ``importer`` package);
-- ingestion: reading, validating and cleaning the landing zone (``validation``, with its
-  report in ``ingest_report``); both the import and ingestion find duplicate rows through
-  ``rowhash``;
+- ingestion: reading, validating and cleaning the landing zone (``validation``, its
+  parsers of raw column values in ``parsing``, its report in ``ingest_report``); both
+  the import and ingestion find duplicate rows through ``rowhash``;
 - the synthetic customer base for demos, tests and simulations (``datagen``, its
   feedback texts in ``datagen_text``);
 - the sentiment of customer feedback (``sentiment``).
@@ -27,6 +27,7 @@ __all__ = [
     "ingest_report",
     "landing",
     "locking",
+    "parsing",
     "rowhash",
     "s3storage",
     "sentiment",

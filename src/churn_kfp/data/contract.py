@@ -102,15 +102,26 @@ class ContractString(pandas_engine.NpString):
     own per-value check, so the failure cases and messages are pandera's.
     """
 
+    def coerce(self, data_container: Any) -> Any:
+        """The column itself when it already holds only strings (pandera would copy it twice)."""
+        if _all_strings(data_container):
+            return data_container
+        return super().coerce(data_container)
+
     def check(self, pandera_dtype: Any, data_container: Any = None) -> Any:
         """Per-value booleans (all ``True`` when every non-missing value is a ``str``)."""
-        if (
-            isinstance(data_container, pd.Series)
-            and data_container.dtype == object
-            and pd.api.types.infer_dtype(data_container, skipna=True) in ("string", "empty")
-        ):
+        if _all_strings(data_container):
             return pd.Series(True, index=data_container.index)
         return super().check(pandera_dtype, data_container)
+
+
+def _all_strings(data_container: Any) -> bool:
+    """Whether an object Series' non-missing values are all ``str`` (one pass in C)."""
+    return (
+        isinstance(data_container, pd.Series)
+        and data_container.dtype == object
+        and pd.api.types.infer_dtype(data_container, skipna=True) in ("string", "empty")
+    )
 
 
 _TEXT = ContractString()  # type: ignore[call-arg]  # @immutable makes a no-argument __init__

@@ -63,7 +63,6 @@ from churn_kfp.data.contract import (
     AGE_RANGE,
     CUSTOMERS,
     FEEDBACK,
-    INGESTION_NULL_TOKENS,
     TABLES,
     TRANSACTIONS,
     TableContract,
@@ -71,7 +70,8 @@ from churn_kfp.data.contract import (
 )
 from churn_kfp.data.ingest_report import TableStats, collect_warnings, quality_score
 from churn_kfp.data.landing import LandingZone, Partition
-from churn_kfp.data.rowhash import candidate_rows, row_hashes
+from churn_kfp.data.parsing import clean_text, parse_dates, parse_numbers
+from churn_kfp.data.rowhash import duplicated_rows
 from churn_kfp.data.storage import discover_partitions, read_frame, table_keys, table_prefix
 
 __all__ = [
@@ -102,7 +102,6 @@ _NUMBER_COLUMNS = frozenset({"amount", "quantity", "age"})
 _FREE_TEXT_COLUMNS = frozenset({"text"})
 _CATEGORICAL_COLUMNS = ("gender", "location", "segment")
 _DEFECTS = "_defects"
-_SAMPLE = 10_000
 _PERIOD_RE = re.compile(r"^\d{4}-(0[1-9]|1[0-2])(-(0[1-9]|[12]\d|3[01]))?$")
 _DELIMITERS = (";", "\t", "|")
 
@@ -497,16 +496,16 @@ def _parse_file(frame: pd.DataFrame, key: str, stats: TableStats) -> pd.DataFram
         stats.columns_seen.add(column)
         raw = frame[column]
         if column in _DATE_COLUMNS:
-            values, missing, invalid = _parse_dates(raw)
+            values, missing, invalid = parse_dates(raw)
         elif column in _NUMBER_COLUMNS:
-            values, missing, invalid = _parse_numbers(raw)
+            values, missing, invalid = parse_numbers(raw)
             if column == "age":
                 out_of_range = ((values < AGE_RANGE[0]) | (values > AGE_RANGE[1])).to_numpy()
                 if out_of_range.any():
                     invalid = invalid | out_of_range
                     values = values.where(~out_of_range, np.nan)
         else:
-            values = _clean_text(raw, null_tokens=column not in _FREE_TEXT_COLUMNS)
+            values = clean_text(raw, null_tokens=column not in _FREE_TEXT_COLUMNS)
             missing, invalid = values.isna().to_numpy(), np.zeros(n, dtype=bool)
         n_missing, n_invalid = int(missing.sum()), int(invalid.sum())
         stats.missing[column] += n_missing
@@ -549,95 +548,6 @@ def _bad_values_problem(
     return f"{n_missing} of {n} values are missing"
 
 
-def _clean_text(raw: pd.Series, null_tokens: bool = True) -> pd.Series:
-    """Returns stripped strings (object dtype) with missing values as NaN."""
-    if pd.api.types.is_float_dtype(raw.dtype):
-        finite = raw.dropna()
-        if (finite == np.round(finite)).all():  # ids read as floats: 12.0 -> "12"
-            raw = raw.astype("Int64")
-    elif pd.api.types.is_datetime64_any_dtype(raw.dtype):
-        raw = raw.dt.strftime("%Y-%m-%d %H:%M:%S")
-    values = raw.astype(object)
-    sample = values.iloc[:_SAMPLE]
-    if len(values) > _SAMPLE and sample.nunique() < 0.5 * len(sample):
-        # Few distinct values (ids, categories): clean each distinct value once.
-        codes, uniques = pd.factorize(values)
-        cleaned = _clean_text(pd.Series(uniques, dtype=object), null_tokens).to_numpy()
-        out = np.full(len(values), np.nan, dtype=object)
-        found = codes >= 0
-        out[found] = cleaned[codes[found]]
-        return pd.Series(out, index=raw.index, dtype=object)
-    present = values.notna().to_numpy()
-    if present.all():
-        values = values.astype(str).str.strip()
-    elif present.any():
-        values = values.where(present, np.nan)
-        values[present] = values[present].astype(str).str.strip()
-    else:
-        return pd.Series(np.nan, index=raw.index, dtype=object)
-    blank = values.isin(INGESTION_NULL_TOKENS if null_tokens else ("",)).to_numpy()
-    if blank.any():
-        values = values.where(~blank, np.nan)
-    return values
-
-
-def _parse_numbers(raw: pd.Series) -> tuple[pd.Series, np.ndarray, np.ndarray]:
-    """Parses numbers; returns the floats, the missing mask and the invalid mask."""
-    if pd.api.types.is_numeric_dtype(raw.dtype) and not pd.api.types.is_bool_dtype(raw.dtype):
-        values = raw.astype(float)
-        missing = values.isna().to_numpy()
-    else:
-        values = pd.to_numeric(raw, errors="coerce").astype(float)
-        missing = _missing_among_failures(raw, values.isna().to_numpy())
-    infinite = np.isinf(values.to_numpy())
-    if infinite.any():
-        values = values.where(~infinite, np.nan)
-    invalid = values.isna().to_numpy() & ~missing
-    return values, missing, invalid
-
-
-def _missing_among_failures(raw: pd.Series, failed: np.ndarray) -> np.ndarray:
-    """Marks as missing the failed values that are blank or a null token."""
-    missing = failed.copy()
-    if failed.any():
-        text = _clean_text(raw[failed])
-        missing[failed] = text.isna().to_numpy()
-    return missing
-
-
-def _parse_dates(raw: pd.Series) -> tuple[pd.Series, np.ndarray, np.ndarray]:
-    """Parses ISO 8601 time stamps to naive UTC; returns values, missing and invalid masks."""
-    if pd.api.types.is_datetime64_any_dtype(raw.dtype):
-        values = raw
-        if getattr(values.dt, "tz", None) is not None:
-            values = values.dt.tz_convert("UTC").dt.tz_localize(None)
-        values = values.astype("datetime64[ns]")
-        missing = values.isna().to_numpy()
-        return values, missing, np.zeros(len(raw), dtype=bool)
-    if pd.api.types.is_numeric_dtype(raw.dtype):
-        missing = raw.isna().to_numpy()
-        values = pd.Series(pd.NaT, index=raw.index, dtype="datetime64[ns]")
-        return values, missing, ~missing
-    if not isinstance(raw.dtype, np.dtype) or raw.dtype != object:
-        raw = raw.astype(object)
-    values = _to_utc(raw)
-    failed = values.isna().to_numpy()
-    missing = failed.copy()
-    if failed.any():  # a second chance after stripping blanks; null tokens are missing
-        text = _clean_text(raw[failed])
-        missing[failed] = text.isna().to_numpy()
-        retry = text.dropna()
-        if len(retry):
-            values.loc[retry.index] = _to_utc(retry)
-    invalid = values.isna().to_numpy() & ~missing
-    return values, missing, invalid
-
-
-def _to_utc(text: pd.Series) -> pd.Series:
-    parsed = pd.to_datetime(text, errors="coerce", format="ISO8601", utc=True)
-    return parsed.dt.tz_localize(None).astype("datetime64[ns]")
-
-
 def _count_outside(frame: pd.DataFrame, part: Partition, stats: TableStats) -> None:
     """Counts rows dated outside their file's period (late-arriving data)."""
     column = stats.contract.time_column
@@ -666,46 +576,11 @@ def _drop(frame: pd.DataFrame, mask: pd.Series | np.ndarray, stats: TableStats, 
 
 def _drop_duplicates(frame: pd.DataFrame, stats: TableStats) -> pd.DataFrame:
     columns = [c for c in frame.columns if c != _DEFECTS]
-    duplicated = _duplicated(frame, columns)
+    duplicated = duplicated_rows(frame, columns)
     stats.duplicates_removed += int(duplicated.sum())
     if duplicated.any():
         frame = frame.loc[~duplicated].reset_index(drop=True)
     return frame
-
-
-def _duplicated(frame: pd.DataFrame, columns: list[str]) -> np.ndarray:
-    """``frame.duplicated(subset=columns, keep="first")``, compared on the numbers first.
-
-    Equal rows have equal numbers and time stamps, so only rows whose numbers repeat
-    (:func:`~churn_kfp.data.rowhash.candidate_rows` of their hashes: no string is hashed)
-    go through pandas' comparison. On 10M timestamped transactions that is a few rows
-    instead of all of them (3.9 s); when most rows qualify, pandas compares them all.
-    """
-    n = len(frame)
-    numbers = [
-        c
-        for c in columns
-        if pd.api.types.is_numeric_dtype(frame[c].dtype)
-        or pd.api.types.is_datetime64_any_dtype(frame[c].dtype)
-    ]
-    if n > 1 and numbers:
-        candidates = candidate_rows(row_hashes([_equality_codes(frame[c]) for c in numbers], n))
-        if candidates is not None:
-            duplicated = np.zeros(n, dtype=bool)
-            if candidates.size:
-                subset = frame.iloc[candidates]
-                duplicated[candidates] = subset.duplicated(subset=columns, keep="first").to_numpy()
-            return duplicated
-    return frame.duplicated(subset=columns, keep="first").to_numpy()
-
-
-def _equality_codes(values: pd.Series) -> np.ndarray:
-    """``int64`` codes of a number or time column, equal whenever pandas calls values equal."""
-    if pd.api.types.is_datetime64_any_dtype(values.dtype):
-        return np.asarray(values.to_numpy(dtype="datetime64[ns]")).view(np.int64)  # NaT: min
-    floats = values.to_numpy(dtype=np.float64, na_value=np.nan) + 0.0  # -0.0 becomes 0.0
-    floats[np.isnan(floats)] = np.nan  # one NaN bit pattern
-    return floats.view(np.int64)
 
 
 def _finish(frame: pd.DataFrame, stats: TableStats, time_column: str | None) -> pd.DataFrame:
@@ -787,9 +662,12 @@ def _clean_feedback(frame: pd.DataFrame, stats: TableStats) -> pd.DataFrame:
 
 
 def _validated(frame: pd.DataFrame, table: str) -> pd.DataFrame:
-    """Checks a clean table with the contract's pandera schema, which also coerces dtypes."""
+    """Checks a clean table with the contract's pandera schema, which also coerces dtypes.
+
+    In place: the frame is ingest's own, and pandera's copy of it took a third of the check.
+    """
     try:
-        return schema(table).validate(frame)
+        return schema(table).validate(frame, inplace=True)
     except (SchemaError, SchemaErrors) as exc:
         column = getattr(exc, "column_name", None) or None
         detail = " ".join(str(exc).split())[:300]
