@@ -634,8 +634,8 @@ def test_contract_string_check_agrees_with_pandera_per_value(values):
     pd.testing.assert_series_equal(fast.coerce(series.copy()), slow.coerce(series.copy()))
 
 
-@pytest.mark.parametrize("shuffled", [False, True])
-def test_ingest_returns_transactions_in_time_order_ties_in_file_order(tmp_path, shuffled):
+@pytest.mark.parametrize(("shuffled", "late"), [(False, False), (True, False), (True, True)])
+def test_ingest_returns_transactions_in_time_order_ties_in_file_order(tmp_path, shuffled, late):
     zone = LocalLandingZone(tmp_path)
     frames = [_tx(1).sort_values("timestamp"), _tx(2).sort_values("timestamp")]
     # a tie: the same second twice, told apart by the amount, in file order
@@ -643,6 +643,11 @@ def test_ingest_returns_transactions_in_time_order_ties_in_file_order(tmp_path, 
         frames[1]["timestamp"].iloc[6],
         "13.25",
     ]
+    if late:  # a row of January arrives in February's file, tying with a January row
+        frames[1].loc[frames[1].index[0], ["timestamp", "amount"]] = [
+            frames[0]["timestamp"].iloc[3],
+            "14.25",
+        ]
     if shuffled:
         frames = [f.sample(frac=1.0, random_state=1) for f in frames]
     for month, frame in zip((1, 2), frames, strict=True):
