@@ -7,7 +7,13 @@ import pytest
 
 from churn_kfp.data import contract
 from churn_kfp.data.rowhash import duplicated_rows
-from churn_kfp.data.storage import LocalLandingZone, partition_key, unpartitioned_key, write_frame
+from churn_kfp.data.storage import (
+    LocalLandingZone,
+    partition_key,
+    read_frame,
+    unpartitioned_key,
+    write_frame,
+)
 from churn_kfp.data.validation import (
     MIN_ROWS_FOR_OUTLIERS,
     OUTLIER_IQR_FACTOR,
@@ -634,8 +640,19 @@ def test_contract_string_check_agrees_with_pandera_per_value(values):
     pd.testing.assert_series_equal(fast.coerce(series.copy()), slow.coerce(series.copy()))
 
 
-@pytest.mark.parametrize(("shuffled", "late"), [(False, False), (True, False), (True, True)])
-def test_ingest_returns_transactions_in_time_order_ties_in_file_order(tmp_path, shuffled, late):
+@pytest.mark.parametrize(
+    ("shuffled", "late", "suffix"),
+    [
+        (False, False, ".csv"),
+        (True, False, ".csv"),
+        (True, True, ".csv"),
+        (True, False, ".parquet"),  # typed time stamps: Arrow sorts each file as it is read
+        (True, True, ".parquet"),
+    ],
+)
+def test_ingest_returns_transactions_in_time_order_ties_in_file_order(
+    tmp_path, shuffled, late, suffix
+):
     zone = LocalLandingZone(tmp_path)
     frames = [_tx(1).sort_values("timestamp"), _tx(2).sort_values("timestamp")]
     # a tie: the same second twice, told apart by the amount, in file order
@@ -650,15 +667,35 @@ def test_ingest_returns_transactions_in_time_order_ties_in_file_order(tmp_path, 
         ]
     if shuffled:
         frames = [f.sample(frac=1.0, random_state=1) for f in frames]
+    if suffix == ".parquet":
+        frames = [f.assign(timestamp=pd.to_datetime(f["timestamp"])) for f in frames]
+        frames[0].loc[frames[0].index[7], "timestamp"] = pd.NaT  # dropped, whatever its place
     for month, frame in zip((1, 2), frames, strict=True):
-        _write_tx(zone, frame, month=month)
+        _write_tx(zone, frame, month=month, suffix=suffix)
     got = ingest(zone).transactions
-    expected = pd.concat(frames, ignore_index=True)
+    expected = pd.concat(frames, ignore_index=True).dropna(subset=["timestamp"])
     expected["timestamp"] = pd.to_datetime(expected["timestamp"])
     expected = expected.sort_values("timestamp", kind="stable")
     assert got["timestamp"].is_monotonic_increasing
     assert got["amount"].tolist() == expected["amount"].astype(float).tolist()
     assert got.index.equals(pd.RangeIndex(len(got)))
+
+
+def test_parquet_files_are_read_in_stable_time_order_missing_times_last(tmp_path):
+    zone = LocalLandingZone(tmp_path)
+    stamps = pd.to_datetime(["2025-01-03", "2025-01-01", None, "2025-01-02", "2025-01-01"])
+    frame = pd.DataFrame(
+        {"customer_id": list("abcde"), "timestamp": stamps, "amount": [5.0, 1.0, 9.0, 4.0, 2.0]}
+    )
+    key = _write_tx(zone, frame, month=1, suffix=".parquet")
+    got = read_frame(zone, key, sort_by="timestamp")
+    assert got["customer_id"].tolist() == ["b", "e", "d", "a", "c"]  # ties keep file order
+    assert got["customer_id"].dtype == object
+    assert read_frame(zone, key)["customer_id"].tolist() == list("abcde")  # unsorted unless asked
+    _write_tx(zone, frame.astype({"timestamp": str}), month=2)  # CSV text: as it is
+    assert read_frame(zone, partition_key("transactions", 2025, 2), sort_by="timestamp")[
+        "customer_id"
+    ].tolist() == list("abcde")
 
 
 @pytest.mark.parametrize("seed", range(6))

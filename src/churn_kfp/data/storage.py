@@ -28,6 +28,9 @@ import tempfile
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from churn_kfp.data.contract import TABLES
 from churn_kfp.data.landing import LandingZone, LandingZoneError, Partition, PreconditionFailed
@@ -227,11 +230,28 @@ def contract_data_keys(zone: LandingZone) -> list[str]:
     return sorted(keys)
 
 
-def read_frame(zone: LandingZone, key: str) -> pd.DataFrame:
-    """Reads a CSV (every column as text) or Parquet file from the landing zone."""
+def read_frame(zone: LandingZone, key: str, sort_by: str | None = None) -> pd.DataFrame:
+    """Reads a CSV (every column as text) or Parquet file from the landing zone.
+
+    Args:
+        zone: The landing zone.
+        key: The file's key.
+        sort_by: A Parquet file whose column of this name holds time stamps comes back in
+            their order (a stable sort, missing ones last), sorted by Arrow before its text
+            becomes Python strings: at 30M rows, sorting the pandas frame instead took
+            seconds more, as it moves every string. CSV files come back as they are.
+
+    Returns:
+        The frame, as ``pandas.read_parquet`` / ``pandas.read_csv`` would give it.
+    """
     data = zone.read_bytes(key)
     if key.endswith(".parquet"):
-        return pd.read_parquet(io.BytesIO(data))
+        table = pq.read_table(io.BytesIO(data))
+        if sort_by in table.column_names and pa.types.is_timestamp(table[sort_by].type):
+            stamps = table[sort_by]
+            if stamps.null_count or not pc.all(pc.less_equal(stamps[:-1], stamps[1:])).as_py():
+                table = table.take(pc.sort_indices(table, [(sort_by, "ascending")]))
+        return table.to_pandas()
     return pd.read_csv(io.BytesIO(data), dtype=str, keep_default_na=False, na_values=[""])
 
 
