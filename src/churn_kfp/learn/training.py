@@ -559,18 +559,13 @@ def _train(
             break
         t0 = time.perf_counter()
         pipe = _fit_weighted(model_type, numeric, categorical, params, seed, train, half_life)
-        proba = pipe.predict_proba(validation[inputs])[:, 1]
-        fold_scores = [safe_roc_auc(y_val, proba)]
+        first_score, proba = _held_out_roc_auc(pipe, validation, inputs)
+        fold_scores = [first_score]
         for fit_rows, held_rows in folds[1:]:
             pipe_k = _fit_weighted(
                 model_type, numeric, categorical, params, seed, fit_rows, half_life
             )
-            fold_scores.append(
-                safe_roc_auc(
-                    held_rows[columns.LABEL].to_numpy().astype(int),
-                    pipe_k.predict_proba(held_rows[inputs])[:, 1],
-                )
-            )
+            fold_scores.append(_held_out_roc_auc(pipe_k, held_rows, inputs)[0])
         defined = [v for v in fold_scores if v is not None]
         score = float(np.mean(defined)) if defined else None
         pr_auc = safe_average_precision(y_val, proba)
@@ -624,6 +619,14 @@ def _train(
         n_folds=max(1, len(folds)),
         recency_half_life=half_life,
     )
+
+
+def _held_out_roc_auc(
+    pipe: Pipeline, rows: pd.DataFrame, inputs: list[str]
+) -> tuple[float | None, np.ndarray]:
+    """ROC AUC of a fitted pipeline on held-out rows (``None`` for one class) and its scores."""
+    proba = pipe.predict_proba(rows[inputs])[:, 1]
+    return safe_roc_auc(rows[columns.LABEL].to_numpy().astype(int), proba), proba
 
 
 def newest_cutoff_rows(table: pd.DataFrame) -> pd.DataFrame:
