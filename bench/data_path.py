@@ -8,7 +8,8 @@ The same code the pipeline's steps run, in the same order, on the same files:
 2. ``features``: :func:`churn_kfp.learn.duckdb_engine.build_feature_table_duckdb` on that
    Parquet at every cutoff of the run (the features step);
 3. ``labels``: :func:`churn_kfp.learn.labels.label_churn` on the feature rows and the clean
-   transactions read back from Parquet (the labels step).
+   transactions' purchases in the label windows, read back from Parquet by
+   :func:`churn_kfp.learn.labels.read_label_transactions` (the labels step).
 
 Used by :mod:`features_bench` (``--path-max``); not a suite of its own.
 """
@@ -27,7 +28,7 @@ from churn_kfp.core import columns
 from churn_kfp.data.storage import open_landing_zone, partition_key
 from churn_kfp.data.validation import ingest
 from churn_kfp.learn.duckdb_engine import build_feature_table_duckdb, connect
-from churn_kfp.learn.labels import label_churn
+from churn_kfp.learn.labels import label_churn, read_label_transactions
 from churn_kfp.learn.plan import CutoffPlan
 
 STAGES = ("ingest", "features", "labels")
@@ -86,10 +87,10 @@ def run_data_path(
             connection.close()
 
     def labels_step(features: pd.DataFrame) -> pd.DataFrame:
-        transactions = pd.read_parquet(clean, columns=[columns.CUSTOMER_ID, "timestamp"])
-        return label_churn(
-            features, transactions, plan.horizon_days, transactions["timestamp"].max()
+        transactions, data_end = read_label_transactions(
+            clean, plan.all_cutoffs(), plan.horizon_days
         )
+        return label_churn(features, transactions, plan.horizon_days, data_end)
 
     stages: dict[str, Any] = {}
     stages["ingest"], _ = timed(ingest_step)

@@ -22,12 +22,14 @@ def label_churn(
 
     import pandas as pd
 
+    from churn_kfp.core import columns
     from churn_kfp.learn import labels
 
-    tx = pd.read_parquet(transactions.path, columns=["customer_id", "timestamp"])
-    table = labels.label_churn(
-        pd.read_parquet(features.path), tx, horizon_days, tx["timestamp"].max()
+    rows = pd.read_parquet(features.path)
+    tx, data_end = labels.read_label_transactions(
+        transactions.path, rows[columns.CUTOFF].unique(), horizon_days
     )
+    table = labels.label_churn(rows, tx, horizon_days, data_end)
     labels.check_label_quality(table)
     report = labels.label_report(table)
     table.to_parquet(labelled.path, index=False)

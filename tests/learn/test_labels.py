@@ -14,6 +14,7 @@ from churn_kfp.learn.labels import (
     check_label_quality,
     label_churn,
     label_report,
+    read_label_transactions,
 )
 from churn_kfp.learn.plan import plan_cutoffs
 
@@ -46,6 +47,26 @@ def log() -> pd.DataFrame:
             ("E", "2024-03-31"),  # only before the cutoff
         ]
     )
+
+
+def test_reading_only_the_label_windows_gives_the_same_labels(log, tmp_path):
+    path = tmp_path / "transactions.parquet"
+    whole = pd.concat([log, tx([("F", "2024-06-15 08:00")])], ignore_index=True)
+    whole.to_parquet(path, index=False)
+    features = build_features(log, CUTOFF)
+    frame, data_end = read_label_transactions(path, [CUTOFF], horizon_days=30)
+    assert data_end == T("2024-06-15 08:00")  # the latest of all rows, read or not
+    # [cutoff, cutoff + 30 days): C at the cutoff and A's last second in; B on day 30 out
+    assert sorted(frame[columns.CUSTOMER_ID]) == ["A", "C"]
+    pd.testing.assert_frame_equal(
+        label_churn(features, frame, 30, data_end), label_churn(features, whole, 30, data_end)
+    )
+    nothing, same_end = read_label_transactions(path, [], horizon_days=30)
+    assert nothing.empty and list(nothing.columns) == list(frame.columns)
+    assert same_end == data_end
+    whole.iloc[:0].to_parquet(path, index=False)
+    with pytest.raises(ValueError, match="no transactions in"):
+        read_label_transactions(path, [CUTOFF], horizon_days=30)
 
 
 def test_labels_by_hand(log):
