@@ -187,6 +187,9 @@ def s3_server(tmp_path_factory) -> S3Server:
         "-master.telemetry=false",
         "-master.volumeSizeLimitMB=64",
         "-volume.max=1000",  # each bucket is a collection with its own volumes
+        # the default (1% of the disk) turns every volume read-only on a big disk that is
+        # nearly full, and PutObject then fails with InternalError: the tests store megabytes
+        "-volume.minFreeSpace=512MiB",
         f"-volume.port={volume}",
         f"-volume.port.grpc={grpc[1]}",
         f"-filer.port={filer}",
