@@ -51,14 +51,13 @@ DIALECTS = {"duckdb": "epoch_us({})", "spark": "unix_micros({})"}
 """Timestamp -> epoch microseconds, the one function the engines spell differently."""
 
 
-def _segment_edges(cutoffs: Sequence[Any], windows: set[int], n_periods: int) -> list[int]:
-    """Sorted epoch-microsecond edges: every cutoff, window start and active-period edge."""
+def _segment_edges(cutoffs: Sequence[Any], ages: set[int]) -> list[int]:
+    """Sorted epoch-microsecond edges: every cutoff, and every cutoff minus each age (days)."""
     edges = set()
     for c in cutoffs:
         micros = to_timestamp(c).value // 1000
         edges.add(micros)
-        edges.update(micros - days * DAY_US for days in windows)
-        edges.update(micros - j * ACTIVE_PERIOD_DAYS * DAY_US for j in range(1, n_periods + 1))
+        edges.update(micros - days * DAY_US for days in ages)
     return sorted(edges)
 
 
@@ -125,11 +124,17 @@ def feature_query(
         else "0.0"
     )
 
-    # The cutoffs, window starts and active-period edges cut time into segments; each
-    # window of each cutoff is a union of whole segments. So the transactions are summed
-    # once per (customer, segment) and only those few rows are joined to the cutoffs.
+    # Purchases are counted within these ages (days before a cutoff): the windows (their
+    # spend too), the eligibility look-back and the edges of the active periods; period j
+    # (1-based) holds ages in ((j-1)P, jP], capped at the largest window.
+    summed = {*wins, 2 * smallest}
     n_periods = -(-largest // ACTIVE_PERIOD_DAYS)
-    edges = _segment_edges(cutoffs, {*wins, 2 * smallest, eligibility_days}, n_periods)
+    period_edges = [min(j * ACTIVE_PERIOD_DAYS, largest) for j in range(1, n_periods + 1)]
+    counted = {*summed, *period_edges, eligibility_days}
+    # The cutoffs minus those ages cut time into segments; each window of each cutoff is a
+    # union of whole segments. So the transactions are summed once per (customer, segment)
+    # and only those few rows are joined to the cutoffs.
+    edges = _segment_edges(cutoffs, counted)
     segment = " + ".join(f"CASE WHEN t >= {e} THEN 1 ELSE 0 END" for e in edges)
 
     def within(days_us: int, value: str, otherwise: str = "0.0") -> str:
@@ -142,13 +147,11 @@ def feature_query(
         "CAST(SUM(g.n) AS DOUBLE) AS lifetime_f",
         "SUM(g.m) AS lifetime_m",
     ]
-    # active periods: period j (1-based) holds ages in ((j-1)P, jP], capped at the window;
-    # it is active when the purchases within its two edges differ. Every count within an
-    # age (windows, period edges, eligibility) is one aggregate, however many uses it has.
-    period_edges = [min(j * ACTIVE_PERIOD_DAYS, largest) for j in range(1, n_periods + 1)]
-    for days in sorted({*wins, 2 * smallest, *period_edges, eligibility_days}):
+    # one aggregate per count, however many uses it has (a period is active when the counts
+    # at its two edges differ)
+    for days in sorted(counted):
         aggregates.append(f"SUM({within(days * DAY_US, 'CAST(g.n AS DOUBLE)')}) AS f_{days}")
-    for w in sorted({*wins, 2 * smallest}):
+    for w in sorted(summed):
         aggregates.append(f"SUM({within(w * DAY_US, 'g.m')}) AS m_{w}")
     # 2 ** (-(c - t) / h) = 2 ** (-(c - t0) / h) * 2 ** ((t - t0) / h): the row factor is
     # computed once per row (not per row and cutoff), t0 being the latest cutoff; it
